@@ -1,0 +1,22 @@
+"""Shared test configuration.
+
+float64 is enabled for the whole test session so that gradient checks and reference
+comparisons are done in double precision; production code paths that must be float32
+cast explicitly and their tests say so.
+"""
+from pathlib import Path
+
+import jax
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path to the reference data written by others (``../shared/data``); skip if absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"reference data folder {SHARED_DATA} not present")
+    return SHARED_DATA
