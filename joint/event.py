@@ -1,0 +1,201 @@
+"""Dense, fixed-shape event observations: one ChannelBlock per detector, batching and padding.
+
+An Event holds, for each detector, arrays over ALL channels of its layout (hit or not), so that
+every event of a detector combination has the same shapes and the fitter compiles once. Raw hits
+(jagged lists of channel id, time, charge) are placed on their dense slots with `build_block`.
+
+Shapes: unbatched blocks have arrays of shape (n_channels,); `stack_events` adds a leading batch
+axis (B, n_channels). Units: signal [PE], time [ns].
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional, Sequence
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+
+
+class ChannelBlock(NamedTuple):
+    """Observations of every channel of one detector (a jax pytree).
+
+    Attributes (each (n_channels,) or (B, n_channels))
+    ----------
+    signal : float [PE] — charge of the kept hit (0 where no hit).
+    time : float [ns] — time of the kept hit (0 where no hit).
+    hit : bool — the channel has at least one hit.
+    valid : bool — the channel exists and is alive (False for dead/absent channels and padding).
+    n_pulses : int — number of raw hits merged into the slot (0 where no hit).
+    """
+
+    signal: Any
+    time: Any
+    hit: Any
+    valid: Any
+    n_pulses: Any
+
+
+class Event(NamedTuple):
+    """One event (or a batch, with a leading axis on every leaf).
+
+    Attributes
+    ----------
+    km2a_ed, km2a_md, wcda, wfcta : ChannelBlock or None (detector absent).
+        WFCTA channels are ordered tel_index · 1024 + pixel.
+    run : int
+    event_id : int
+    time_mjd : float64 [MJD] (−1 for G4KM2A simulation without a time)
+    truth : dict of ``true_*`` arrays (scalars per event) or None for real data.
+    """
+
+    km2a_ed: Optional[ChannelBlock]
+    km2a_md: Optional[ChannelBlock]
+    wcda: Optional[ChannelBlock]
+    wfcta: Optional[ChannelBlock]
+    run: Any
+    event_id: Any
+    time_mjd: Any
+    truth: Optional[dict]
+
+
+DETECTOR_FIELDS = ("km2a_ed", "km2a_md", "wcda", "wfcta")
+
+
+def build_block(ids, times, pes, n_channels: int, index_map: Callable | None = None,
+                valid=None) -> ChannelBlock:
+    """Place jagged hits of one event on dense channel slots.
+
+    When a channel has several hits (noise hits in the 10 µs readout window, or after-pulses),
+    the hit with the LARGEST charge is kept (its time and charge fill the slot; ties keep the
+    first one in input order) and ``n_pulses`` counts all hits of the channel. The largest pulse
+    is the one most likely to be the shower particle; a summed charge would mix noise in.
+
+    Parameters
+    ----------
+    ids : (n_hits,) int — channel ids (or dense indices if ``index_map`` is None).
+    times : (n_hits,) [ns]
+    pes : (n_hits,) [PE]
+    n_channels : number of dense slots.
+    index_map : callable ids -> dense indices (e.g. ``KM2ALayout.ed_index_of``); raises
+        ValueError for unknown ids. None: ids are already dense indices.
+    valid : optional (n_channels,) bool of live channels (default all True).
+
+    Returns
+    -------
+    ChannelBlock of numpy arrays, each (n_channels,): signal float64, time float64, hit bool,
+    valid bool, n_pulses int32.
+    """
+    ids = np.asarray(ids)
+    times = np.asarray(times, np.float64)
+    pes = np.asarray(pes, np.float64)
+    if not (ids.shape == times.shape == pes.shape):
+        raise ValueError(f"ids, times, pes must have the same shape, got {ids.shape}, "
+                         f"{times.shape}, {pes.shape}")
+    idx = np.asarray(index_map(ids) if index_map is not None else ids, np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= n_channels):
+        raise ValueError(f"dense channel index outside [0, {n_channels})")
+    signal = np.zeros(n_channels)
+    time = np.zeros(n_channels)
+    n_pulses = np.bincount(idx, minlength=n_channels).astype(np.int32)
+    if idx.size:
+        # sort by (channel, -charge, input order); the first of each channel is the kept hit
+        order = np.lexsort((np.arange(idx.size), -pes, idx))
+        first = np.ones(idx.size, bool)
+        first[1:] = idx[order][1:] != idx[order][:-1]
+        keep = order[first]
+        signal[idx[keep]] = pes[keep]
+        time[idx[keep]] = times[keep]
+    hit = n_pulses > 0
+    valid = np.ones(n_channels, bool) if valid is None else np.asarray(valid, bool)
+    if valid.shape != (n_channels,):
+        raise ValueError(f"valid must have shape ({n_channels},), got {valid.shape}")
+    return ChannelBlock(signal=signal, time=time, hit=hit & valid, valid=valid,
+                        n_pulses=np.where(valid, n_pulses, 0).astype(np.int32))
+
+
+def empty_block(n_channels: int, valid=False) -> ChannelBlock:
+    """A block without hits; ``valid`` False (padding) or True (all channels live, none hit)."""
+    return ChannelBlock(signal=np.zeros(n_channels), time=np.zeros(n_channels),
+                        hit=np.zeros(n_channels, bool), valid=np.full(n_channels, bool(valid)),
+                        n_pulses=np.zeros(n_channels, np.int32))
+
+
+def _stack(values, as_jax: bool):
+    xp = jnp if as_jax else np
+    return xp.stack([xp.asarray(v) for v in values])
+
+
+def stack_events(events: Sequence[Event], as_jax: bool = True) -> Event:
+    """Stack unbatched events into one batched Event (leading axis B on every leaf).
+
+    All events must have the same detectors present (and the same truth keys, or all None);
+    otherwise ValueError.
+    """
+    if len(events) == 0:
+        raise ValueError("stack_events needs at least one event")
+    out = {}
+    for f in DETECTOR_FIELDS:
+        present = [getattr(e, f) is not None for e in events]
+        if any(present) and not all(present):
+            raise ValueError(f"detector block {f!r} present in some events but not all; "
+                             "use empty_block(n, valid=False) for an absent detector")
+        if all(present):
+            out[f] = ChannelBlock(*[_stack([getattr(e, f)[i] for e in events], as_jax)
+                                    for i in range(len(ChannelBlock._fields))])
+        else:
+            out[f] = None
+    for f in ("run", "event_id", "time_mjd"):
+        out[f] = _stack([getattr(e, f) for e in events], as_jax)
+    truths = [e.truth for e in events]
+    if all(t is None for t in truths):
+        out["truth"] = None
+    elif any(t is None for t in truths):
+        raise ValueError("truth present in some events but not all")
+    else:
+        keys = set(truths[0])
+        if any(set(t) != keys for t in truths):
+            raise ValueError("events have different truth keys")
+        out["truth"] = {k: _stack([t[k] for t in truths], as_jax) for k in sorted(keys)}
+    return Event(**out)
+
+
+def batch_size(batch: Event) -> int:
+    """Leading-axis length of a batched Event."""
+    return int(np.shape(batch.event_id)[0])
+
+
+def pad_batch(batch: Event, size: int):
+    """Pad a batched Event to ``size`` events with fully invalid events.
+
+    Padding events have every channel ``valid=False`` and ``hit=False``, zero signals and times,
+    run = event_id = −1, time_mjd = NaN and truth values NaN (so no detector term contributes).
+
+    Returns
+    -------
+    (padded Event, mask (size,) bool — True for real events).
+    """
+    n = batch_size(batch)
+    if size < n:
+        raise ValueError(f"cannot pad a batch of {n} events to {size}")
+    n_pad = size - n
+
+    def pad_leaf(x, fill):
+        xp = jnp if isinstance(x, jax.Array) else np
+        x = xp.asarray(x)
+        filler = xp.full((n_pad,) + x.shape[1:], fill, dtype=x.dtype)
+        return xp.concatenate([x, filler], axis=0)
+
+    out = {}
+    for f in DETECTOR_FIELDS:
+        b = getattr(batch, f)
+        out[f] = None if b is None else ChannelBlock(
+            signal=pad_leaf(b.signal, 0), time=pad_leaf(b.time, 0), hit=pad_leaf(b.hit, False),
+            valid=pad_leaf(b.valid, False), n_pulses=pad_leaf(b.n_pulses, 0))
+    out["run"] = pad_leaf(batch.run, -1)
+    out["event_id"] = pad_leaf(batch.event_id, -1)
+    out["time_mjd"] = pad_leaf(batch.time_mjd, np.nan)
+    out["truth"] = None if batch.truth is None else {
+        k: pad_leaf(v, np.nan if np.issubdtype(np.asarray(v).dtype, np.floating) else -1)
+        for k, v in batch.truth.items()}
+    mask = np.concatenate([np.ones(n, bool), np.zeros(n_pad, bool)])
+    return Event(**out), mask
