@@ -204,8 +204,18 @@ def _regular_pond(nx: int, ny: int, cell: float) -> np.ndarray:
     return np.stack([gx.ravel(), gy.ravel()], axis=1)
 
 
+#: Offset [m] from the frame of the unofficial LHAASO reconstruction code (WFCTAMap.cpp, WFCTA.txt)
+#: to the G4KM2A array frame [D]. That code puts the WCDA-1 centre at (-47.5, -80) m; taken
+#: literally in the G4KM2A frame, pond 1 would cover 31 EDs. Shifting by this offset puts pond 1
+#: at (-2, -89) m, the position that maximises the clearance (2.7 m) between the three ponds and
+#: every ED and MD of the real KM2A layout (grid search, ``docs/geometry.md``); the WFCTA
+#: telescopes of the same code then stand 5 m outside the corner of pond 1, as in the real site.
+LHAASO_CODE_FRAME_OFFSET = (45.5, -9.0)
+
+
 def wcda_layout(pond1_rotation_deg: float = 29.36,
-                pond1_centre: Sequence[float] = (-47.5, -80.0),
+                pond1_centre: Sequence[float] = (-47.5 + LHAASO_CODE_FRAME_OFFSET[0],
+                                                 -80.0 + LHAASO_CODE_FRAME_OFFSET[1]),
                 ponds: Sequence[int] = (1, 2, 3),
                 pond_offsets: dict | None = None,
                 pond_floor_altitude: float = 4372.07,
@@ -232,7 +242,8 @@ def wcda_layout(pond1_rotation_deg: float = 29.36,
     Parameters
     ----------
     pond1_rotation_deg : [deg] rotation of pond-1 local frame (29.36° [U]; 29.45° in another code).
-    pond1_centre : (2,) [m] pond-1 centre in the array frame [U].
+    pond1_centre : (2,) [m] pond-1 centre in the array frame: (-2, -89) m by default, i.e. the
+        [U] value (-47.5, -80) of WFCTAMap.cpp shifted by :data:`LHAASO_CODE_FRAME_OFFSET` [D].
     ponds : which ponds to include.
     pond_offsets : {pond: (x_l, y_l)} [m] centre offsets of ponds 2/3 in the pond-1 local frame.
     pond_floor_altitude : [m a.s.l.] altitude of the pond floor, the csv z origin [U].
@@ -367,7 +378,8 @@ def camera_pixel_xy(pitch: float = WFCTA_PIXEL_PITCH, gap: float = WFCTA_GAP,
 
 
 def wfcta_layout(tel_ids: Sequence[int] | None = None, telescopes=None,
-                 tel_z: float = 0.0, focal_length: float = WFCTA_FOCAL_LENGTH) -> WFCTALayout:
+                 tel_z: float = 0.0, focal_length: float = WFCTA_FOCAL_LENGTH,
+                 frame_offset: Sequence[float] = LHAASO_CODE_FRAME_OFFSET) -> WFCTALayout:
     """Load the WFCTA telescopes.
 
     Parameters
@@ -377,6 +389,9 @@ def wfcta_layout(tel_ids: Sequence[int] | None = None, telescopes=None,
         (tel_id, x [m], y [m], azimuth [deg], zenith [deg]) in the array frame; replaces the file.
     tel_z : [m] telescope height relative to 4400 m (not public; 0 by default) [M].
     focal_length : [m] 2.870 m [U].
+    frame_offset : (2,) [m] added to the positions read from ``WFCTA.txt`` (the unofficial code's
+        frame -> G4KM2A array frame, :data:`LHAASO_CODE_FRAME_OFFSET` [D]); not applied to a
+        user-supplied ``telescopes`` list, which must already be in the array frame.
     """
     if telescopes is not None:
         table = np.atleast_2d(np.asarray(telescopes, float))
@@ -386,6 +401,7 @@ def wfcta_layout(tel_ids: Sequence[int] | None = None, telescopes=None,
             raise ValueError(f"at most 18 WFCTA telescopes, got {len(table)}")
     else:
         table = np.loadtxt(DATA_DIR / "WFCTA.txt", skiprows=1, comments="#")
+        table[:, 1:3] += np.asarray(frame_offset, float)
     tid = table[:, 0].astype(np.int64)
     if tel_ids is not None:
         keep = _index_of(tid, tel_ids, "WFCTA telescope")

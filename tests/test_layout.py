@@ -53,7 +53,7 @@ def test_wcda_cells_and_ponds():
     p1 = lay.cell_pos[lay.pond == 1]
     local = lay.to_local(p1[:, :2])
     assert np.abs(local).max() < 73.0
-    np.testing.assert_allclose(p1[:, :2].mean(0), (-47.5, -80.0), atol=1.0)
+    np.testing.assert_allclose(p1[:, :2].mean(0), (-2.0, -89.0), atol=1.0)
     # local +x axis points at +29.36 deg in the array frame (WFCTAMap.cpp convention)
     lx = np.array([[10.0, 0.0]])
     from detectors.layout import _local_to_array
@@ -68,6 +68,21 @@ def test_wcda_cells_and_ponds():
     assert lay.pmt_types[1]["large_inch"] == 8 and lay.pmt_types[2]["large_inch"] == 20
     only1 = wcda_layout(ponds=(1,))
     assert only1.n_cells == 900
+
+
+def test_ponds_and_telescopes_clear_of_km2a_detectors():
+    """Real geometry check: no ED or MD of the official layout lies inside a WCDA pond, and the
+    WFCTA telescopes stand outside the ponds (the frame offset of the unofficial code)."""
+    km2a, wcda, wfcta = km2a_layout(), wcda_layout(), wfcta_layout()
+    from scipy.spatial import cKDTree
+    tree = cKDTree(wcda.cell_pos[:, :2])
+    # a point inside a pond is within half a cell diagonal (3.54 m) of a cell centre
+    for pts in (km2a.ed_pos[:, :2], km2a.md_pos[:, :2], wfcta.tel_pos[:, :2]):
+        d, _ = tree.query(pts)
+        assert d.min() > 2.5 * np.sqrt(2)
+    # the literal [U] centre in the G4KM2A frame would put EDs inside pond 1
+    d, _ = cKDTree(wcda_layout(pond1_centre=(-47.5, -80.0)).cell_pos[:, :2]).query(km2a.ed_pos[:, :2])
+    assert (d < 2.5).sum() > 10
 
 
 def test_wcda_efficiency():
