@@ -22,7 +22,7 @@ def shared_data_dir() -> Path | None:
     env = os.environ.get("LHAASO_SHARED_DATA")
     cands = [Path(env)] if env else []
     here = Path(__file__).resolve().parents[1]
-    cands += [here.parent / "shared" / "data", here / "shared" / "data"]
+    cands += [here.parent / "shared" / "data", here / "shared" / "data", Path("/work/shared/data")]
     for c in cands:
         if (c / "lhaaso").is_dir():
             return c

@@ -11,7 +11,21 @@ import pytest
 
 jax.config.update("jax_enable_x64", True)
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+import os
+
+
+def _find_shared_data() -> Path:
+    """``$LHAASO_SHARED_DATA``, else ``../shared/data`` beside the checkout, else /work/shared/data."""
+    cands = [os.environ.get("LHAASO_SHARED_DATA"),
+             Path(__file__).resolve().parents[1].parent / "shared" / "data",
+             "/work/shared/data"]
+    for c in cands:
+        if c and (Path(c) / "lhaaso").is_dir():
+            return Path(c)
+    return Path(cands[1])
+
+
+SHARED_DATA = _find_shared_data()
 
 
 @pytest.fixture(scope="session")
