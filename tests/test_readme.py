@@ -13,6 +13,7 @@ def test_readme_api_example_runs(shared_data, monkeypatch):
     code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
     assert len(code.strip().splitlines()) <= 15
     monkeypatch.chdir(ROOT)
+    code = code.replace("../shared/data", str(shared_data))
     ns: dict = {}
     exec(compile(code, "README.md", "exec"), ns)
     assert ns["events"].km2a_ed.signal.shape == (53, 5216)

@@ -24,9 +24,9 @@ def file_kind(path) -> str:
         with uproot.open(path) as f:
             keys = {k.split(";")[0] for k in f.keys()}
     except FileNotFoundError:
-        raise EventFileError(path, "file", "does not exist", kind="file") from None
+        raise EventFileError(path, "file", "file does not exist", kind="file") from None
     except Exception as exc:  # uproot raises several types for a non-ROOT file
-        raise EventFileError(path, "file", f"is not a readable ROOT file ({exc})", kind="file") from None
+        raise EventFileError(path, "file", f"not a readable ROOT file ({exc})", kind="file") from None
     if "events" in keys:
         return "own"
     if "event" in keys:

@@ -18,4 +18,7 @@ class EventFileError(ValueError):
         self.path = str(path)
         self.field = str(field)
         self.problem = problem
-        super().__init__(f"{self.path}: {kind} '{self.field}' {problem}")
+        if kind == "file":
+            super().__init__(f"{self.path}: {problem}")
+        else:
+            super().__init__(f"{self.path}: {kind} '{self.field}' {problem}")
