@@ -1,0 +1,460 @@
+"""KM2A forward model: electromagnetic detectors (EDs) and muon detectors (MDs).
+
+One event at a time (batch with ``jax.vmap``); every function is pure and jit/grad-safe.
+
+Model (``expected``)
+--------------------
+* Ground slant depth of each channel X_g = X_vert(4400 m + z) / cos θ (3-D positions).
+* Electromagnetic size at the ground N_e = Gaisser–Hillas(X_g; Xmax, N_max(E), X₀, λ) with the
+  USP shape of ``profile.gh_shape_params`` and N_max = E / (energy per particle) — so the energy,
+  Xmax and the depth of the ground set the size.
+* Lateral age from the longitudinal age at the ground, s_lat = offset + slope · s_long(X_g)
+  (``KM2APhysics.lateral_age_offset``/``slope``, [M] defaults 0 and 1), clipped to the range of
+  the modified NKG; electromagnetic density from the KM2A modified NKG with r_m = 136 m [M]
+  (PHYSICS.md §6.1) — so Xmax is felt by the lateral shape.
+* Muons: N_μ = muon_fraction · N_μ^HM(E, A = 1) · exp(log_muon_scale), Greisen lateral density
+  with r₀ = 320 m [M] (PHYSICS.md §6.2, §7.3); muons also cross the EDs.
+* Mean numbers per channel: density × area × cos θ (projected area of a horizontal detector)
+  × efficiency.
+* Arrival time of the first particle: plane front t₀ + delay(x) + curvature slope · r + the
+  channel's time offset, plus the lag of the first of n particles behind the front, τ(r)/n with
+  the front thickness τ(r) = τ₀ + τ₁ r; its spread σ_t² = σ_el² + (τ(r)/n)² shrinks with the
+  number of particles. n is taken from the observed charge (n = max(q/G, 1)), so the timing term
+  carries direction and t₀ information but no (mis-modelled) energy information.
+
+Likelihood (``nll``)
+--------------------
+Every valid channel, hit or not. Charges are converted to particles with the channel gain; the
+compound-Poisson charge (Poisson particle number × single-particle charge with relative
+resolution σ_q) is approximated by a scaled Poisson in n_eff = k q/G, μ_eff = k μ with
+k = 1/(1 + σ_q²) (matches mean and variance). Hit channels (charge ≥ threshold) have the mixture
+
+    L = Pois_c(n_eff; μ_eff) (k/G) · N(t; t_exp, σ_t)  +  e^{−μ_eff} p_noise f_noise(q) / W,
+
+where p_noise = 1 − exp(−rate · W) is the chance of a noise hit in the readout window W, and
+f_noise(q) an exponential charge spectrum (EDs) or the single-muon spectrum (MDs): a random noise
+hit anywhere in the ±5000 ns window is explained by the second term and cannot pull the fit.
+Saturated channels (q ≥ q_sat) contribute P(N ≥ n_sat) (regularised incomplete gamma).
+Empty channels contribute μ_eff − ln(1 − p_noise): the empty probability of the same scaled
+Poisson (e^{−kμ} rather than the exact e^{−μ}), which keeps the score unbiased
+(E[∂ ln L/∂μ] = E[n_eff]/μ − k = 0); with the exact e^{−μ} the energy came out 13% low for
+σ_q = 0.4 (measured, see docs/km2a.md). Constant terms are kept (the nll is a proper
+−ln L up to the scaled-Poisson approximation), so nll values of different events compare.
+
+Simulation (``simulate``)
+-------------------------
+Poisson particle numbers (EM and muons separately), single-particle charges from a Gamma law with
+relative width σ_q, arrival time of the first of n particles (each lagging the front by an
+exponential of mean τ(r)) plus electronics jitter, lateral-age fluctuations shower to shower,
+noise hits at the singles rate uniformly over the readout window with the noise charge spectrum,
+dead channels (``valid`` False), saturation, the threshold and the trigger (≥ 20 EDs within
+400 ns). The fit model carries none of these fluctuations explicitly.
+
+Units: positions m, times ns, charges PE, densities per m².
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import gammainc, gammaln
+
+from . import lateral, profile
+from .shower import Shower, ground_slant_depth, shower_plane_coordinates
+
+__all__ = ["Geometry", "Response", "KM2APhysics", "Expectation", "Observed", "expected", "nll",
+           "channel_nll", "simulate", "trigger", "fisher_stats", "DEFAULT_PHYSICS"]
+
+
+# ---------------------------------------------------------------------------------------------
+# static description
+# ---------------------------------------------------------------------------------------------
+class Geometry(NamedTuple):
+    """KM2A channels of one run period.
+
+    ed_pos : (n_ed, 3) [m] array frame, z relative to 4400 m;  md_pos : (n_md, 3) [m]
+    ed_area : [m²] 1;  md_area : [m²] 36 (PHYSICS.md §2 [C])
+    ed_live, md_live : (n,) bool — channels that exist in this period and are alive.
+    """
+
+    ed_pos: jnp.ndarray
+    md_pos: jnp.ndarray
+    ed_area: float = 1.0
+    md_area: float = 36.0
+    ed_live: jnp.ndarray | None = None
+    md_live: jnp.ndarray | None = None
+
+    @classmethod
+    def from_layout(cls, layout, ed_live=None, md_live=None) -> "Geometry":
+        """From ``detectors.layout.KM2ALayout`` (``km2a_layout("full")`` or ``("3/4")``)."""
+        n_ed, n_md = layout.ed_pos.shape[0], layout.md_pos.shape[0]
+        return cls(ed_pos=np.asarray(layout.ed_pos, np.float64), md_pos=np.asarray(layout.md_pos, np.float64),
+                   ed_area=float(layout.ed_area), md_area=float(layout.md_area),
+                   ed_live=np.ones(n_ed, bool) if ed_live is None else np.asarray(ed_live, bool),
+                   md_live=np.ones(n_md, bool) if md_live is None else np.asarray(md_live, bool))
+
+
+class Response(NamedTuple):
+    """Per-channel calibration with nominal defaults (a pytree, learnable by ``calib``).
+
+    ed_gain : (n_ed,) [PE per particle], nominal 40 [U];  md_gain : (n_md,) [PE per muon], 75 [U]
+    ed_time_offset, md_time_offset : (n,) [ns], nominal 0
+    ed_efficiency, md_efficiency : (n,) relative efficiency, nominal 1
+    ed_charge_resolution, md_charge_resolution : relative width of the single-particle charge
+        (0.4, 0.3) [M]
+    ed_threshold_pe, md_threshold_pe : hit threshold [PE]: 0.2 particle (8 PE, [U]) / 0.3 muon [M]
+    ed_saturation_pe, md_saturation_pe : [PE] 2e5 (ED dynamic range [C]) / 2e5 [M]
+    ed_noise_rate_hz, md_noise_rate_hz : singles rate [Hz]: 2.5 kHz and 6.7 kHz [D] (the noise
+        hits of LHAASO's G4KM2A sample: median 131 ED and ~80 MD hits per 10 µs window)
+    ed_noise_pe : [PE] mean of the exponential ED noise-charge spectrum, 12 PE [D] (same sample)
+    ed_time_resolution_ns, md_time_resolution_ns : electronics jitter, 2 ns [M] / 3 ns [M]
+    window_ns : readout window, 10000 ns (±5000 ns)
+    """
+
+    ed_gain: jnp.ndarray
+    md_gain: jnp.ndarray
+    ed_time_offset: jnp.ndarray
+    md_time_offset: jnp.ndarray
+    ed_efficiency: jnp.ndarray
+    md_efficiency: jnp.ndarray
+    ed_charge_resolution: float = 0.4
+    md_charge_resolution: float = 0.3
+    ed_threshold_pe: float = 8.0
+    md_threshold_pe: float = 22.5
+    ed_saturation_pe: float = 2.0e5
+    md_saturation_pe: float = 2.0e5
+    ed_noise_rate_hz: float = 2.5e3
+    md_noise_rate_hz: float = 6.7e3
+    ed_noise_pe: float = 12.0
+    ed_time_resolution_ns: float = 2.0
+    md_time_resolution_ns: float = 3.0
+    window_ns: float = 10000.0
+
+    @classmethod
+    def nominal(cls, geometry: Geometry, **overrides) -> "Response":
+        n_ed, n_md = geometry.ed_pos.shape[0], geometry.md_pos.shape[0]
+        base = dict(ed_gain=np.full(n_ed, 40.0), md_gain=np.full(n_md, 75.0),
+                    ed_time_offset=np.zeros(n_ed), md_time_offset=np.zeros(n_md),
+                    ed_efficiency=np.ones(n_ed), md_efficiency=np.ones(n_md))
+        base.update(overrides)
+        return cls(**base)
+
+
+class KM2APhysics(NamedTuple):
+    """Physics parameters of the model (defaults tagged as in PHYSICS.md; [M] = assumption).
+
+    is_gamma : 1 for the photon hypothesis (energy per particle, Nmax), 0 for hadrons
+    r_m : NKG Moliere radius [m], 136 [M] (§6.1)
+    lateral_age_offset, lateral_age_slope : s_lat = offset + slope · s_long(X_g) [M]
+    muon_r0 : Greisen muon scale radius [m], 320 [M] (§6.2)
+    muon_beta, muon_xi_c_gev : Heitler–Matthews (0.92 [C], 20 GeV [M]) (§7.3)
+    muon_fraction : fraction of Heitler–Matthews muons above the MD threshold (~1 GeV) [M]
+    front_slope_ns_per_m : curvature delay of the front [ns/m], 0.1 (cone 0.03 m/m [U])
+    front_tau0_ns, front_tau1_ns_per_m : front thickness τ(r) = τ₀ + τ₁ r [M]
+    ed_core_radius_m, md_core_radius_m : the lateral densities are evaluated at
+        sqrt(r² + r_det²), a smooth average over the detector's size (1 m² ED, 36 m² MD) that
+        keeps them finite when the core falls on a detector
+    """
+
+    is_gamma: float = 0.0
+    r_m: float = 136.0
+    lateral_age_offset: float = 0.0
+    lateral_age_slope: float = 1.0
+    muon_r0: float = 320.0
+    muon_beta: float = 0.92
+    muon_xi_c_gev: float = 20.0
+    muon_fraction: float = 0.5
+    front_slope_ns_per_m: float = 0.1
+    front_tau0_ns: float = 1.5
+    front_tau1_ns_per_m: float = 0.03
+    ed_core_radius_m: float = 0.5
+    md_core_radius_m: float = 3.4
+
+
+DEFAULT_PHYSICS = KM2APhysics()
+
+
+class Expectation(NamedTuple):
+    """Mean signals of every channel. ed_*: (n_ed,), md_*: (n_md,).
+
+    ed_particles : mean particle number (EM + muons) in each ED;  md_muons : mean muons per MD
+    ed_time, md_time : arrival time of the front (plane + curvature + offset) [ns]
+    ed_front_tau, md_front_tau : front thickness τ(r) [ns]; the first of n particles lags the
+        front by ≈ τ/n (its mean and spread), n taken from the observed charge in ``nll``
+    ed_em : EM part of ed_particles;  n_e : EM size at the ground;  n_mu : muon size;
+    age : lateral age (scalars for the event)
+    """
+
+    ed_particles: jnp.ndarray
+    ed_time: jnp.ndarray
+    ed_front_tau: jnp.ndarray
+    md_muons: jnp.ndarray
+    md_time: jnp.ndarray
+    md_front_tau: jnp.ndarray
+    ed_em: jnp.ndarray
+    n_e: jnp.ndarray
+    n_mu: jnp.ndarray
+    age: jnp.ndarray
+
+
+class Observed(NamedTuple):
+    """KM2A observations of one event: ChannelBlocks of joint.event (signal [PE], time [ns], hit,
+    valid, n_pulses) for the EDs and the MDs."""
+
+    ed: object
+    md: object
+
+
+# ---------------------------------------------------------------------------------------------
+# expected signals
+# ---------------------------------------------------------------------------------------------
+def sizes(shower: Shower, physics: KM2APhysics = DEFAULT_PHYSICS, z=0.0):
+    """(N_e at the ground, lateral age, N_μ in MDs) for a channel height z [m]."""
+    x_g = ground_slant_depth(shower, z)
+    n_max = profile.n_max_from_energy(shower.log10_energy, is_gamma=physics.is_gamma)
+    x0_off, lam = profile.gh_shape_params(shower.log10_energy)
+    n_e = profile.gaisser_hillas(x_g, shower.xmax, n_max, shower.xmax - x0_off, lam)
+    s_long = profile.shower_age(x_g, shower.xmax)
+    s_lat = jnp.clip(physics.lateral_age_offset + physics.lateral_age_slope * s_long, 0.55, 2.4)
+    n_mu = (physics.muon_fraction * jnp.exp(shower.log_muon_scale)
+            * lateral.muon_number(shower.log10_energy, 1.0, beta=physics.muon_beta,
+                                  xi_c_gev=physics.muon_xi_c_gev))
+    return n_e, s_lat, n_mu
+
+
+def expected(shower: Shower, geometry: Geometry, response: Response,
+             physics: KM2APhysics = DEFAULT_PHYSICS) -> Expectation:
+    """Mean particle numbers and arrival times of every KM2A channel for one shower.
+
+    Parameters
+    ----------
+    shower : Shower with scalar leaves
+    geometry, response : this module's Geometry / Response
+    physics : KM2APhysics (static model parameters)
+
+    Returns
+    -------
+    Expectation (see its docstring for shapes and units)
+    """
+    cos_t = jnp.cos(shower.zenith)
+    # EM size and age at each ED's own ground depth (heights span ~35 m: a few g/cm²)
+    z_ed = geometry.ed_pos[:, 2]
+    n_e_ch, s_ch, n_mu = sizes(shower, physics, z_ed)
+    r_ed, d_ed = shower_plane_coordinates(shower, geometry.ed_pos)
+    # the densities are singular at r = 0: average over the detector by flooring r smoothly at
+    # about its half size (r_eff² = r² + r_det²)
+    r_ed_eff = jnp.sqrt(r_ed ** 2 + physics.ed_core_radius_m ** 2)
+    rho_em = lateral.modified_nkg_density(r_ed_eff, n_e_ch, s_ch, r_m=physics.r_m)
+    rho_mu_ed = lateral.greisen_muon_density(r_ed_eff, n_mu, r0=physics.muon_r0)
+    area_ed = geometry.ed_area * cos_t * response.ed_efficiency
+    ed_em = rho_em * area_ed
+    ed_particles = (rho_em + rho_mu_ed) * area_ed
+
+    r_md, d_md = shower_plane_coordinates(shower, geometry.md_pos)
+    r_md_eff = jnp.sqrt(r_md ** 2 + physics.md_core_radius_m ** 2)
+    md_muons = lateral.greisen_muon_density(r_md_eff, n_mu, r0=physics.muon_r0) * (
+        geometry.md_area * cos_t * response.md_efficiency)
+
+    def timing(r, delay, offset):
+        tau = physics.front_tau0_ns + physics.front_tau1_ns_per_m * r
+        return shower.t0 + delay + physics.front_slope_ns_per_m * r + offset, tau
+
+    ed_t, ed_tau = timing(r_ed, d_ed, response.ed_time_offset)
+    md_t, md_tau = timing(r_md, d_md, response.md_time_offset)
+    n_e0, age0, _ = sizes(shower, physics, 0.0)
+    return Expectation(ed_particles=ed_particles, ed_time=ed_t, ed_front_tau=ed_tau,
+                       md_muons=md_muons, md_time=md_t, md_front_tau=md_tau, ed_em=ed_em,
+                       n_e=n_e0, n_mu=n_mu, age=age0)
+
+
+# ---------------------------------------------------------------------------------------------
+# likelihood
+# ---------------------------------------------------------------------------------------------
+_MU_FLOOR = 1e-6
+_LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
+
+
+def _channel_nll(q, t, hit, valid, mu, t_front, tau, sigma_el, gain, sigma_q, threshold,
+                 saturation, rate_hz, window_ns, noise_logpdf):
+    """−ln L per channel (shape of q). See the module docstring for the model."""
+    mu = jnp.maximum(mu, _MU_FLOOR)
+    lag = tau / jnp.maximum(q / gain, 1.0)
+    t_exp = t_front + lag
+    sigma_t = jnp.sqrt(sigma_el ** 2 + lag ** 2)
+    k = 1.0 / (1.0 + sigma_q ** 2)
+    p_noise = -jnp.expm1(-rate_hz * window_ns * 1e-9)
+    is_hit = hit & (q >= threshold)
+    sat = q >= saturation
+    # signal part: scaled Poisson in particles (+ log Jacobian k/G), Gaussian first-arrival time
+    n_eff = k * jnp.where(is_hit, q, 0.0) / gain
+    mu_eff = k * mu
+    log_pois = n_eff * jnp.log(mu_eff) - mu_eff - gammaln(n_eff + 1.0) + jnp.log(k / gain)
+    n_sat = k * saturation / gain
+    log_sat = jnp.log(jnp.maximum(gammainc(n_sat, mu_eff), 1e-30))
+    log_q_sig = jnp.where(sat, log_sat, log_pois)
+    z = (t - t_exp) / sigma_t
+    z = jnp.where(is_hit, z, 0.0)
+    log_t_sig = -0.5 * z * z - jnp.log(sigma_t) - _LOG_SQRT_2PI
+    log_sig = log_q_sig + log_t_sig
+    # noise part: no shower particle, a noise hit with the noise charge spectrum, uniform time
+    log_noise = -mu_eff + jnp.log(p_noise) + noise_logpdf(q) - jnp.log(window_ns)
+    log_hit = jnp.logaddexp(log_sig, log_noise)
+    log_empty = -mu_eff + jnp.log1p(-p_noise)
+    out = -jnp.where(is_hit, log_hit, log_empty)
+    return jnp.where(valid, out, 0.0)
+
+
+def _ed_noise_logpdf(response):
+    lam = response.ed_noise_pe
+    return lambda q: -q / lam - jnp.log(lam)
+
+
+def _md_noise_logpdf(response):
+    # a background muon: the single-muon charge spectrum (Gaussian of relative width σ_q)
+    g = jnp.mean(response.md_gain)
+    s = response.md_charge_resolution * g
+    return lambda q: -0.5 * ((q - g) / s) ** 2 - jnp.log(s) - _LOG_SQRT_2PI
+
+
+def channel_nll(observed: Observed, expectation: Expectation, geometry: Geometry,
+                response: Response):
+    """Per-channel −ln L: (ed (n_ed,), md (n_md,))."""
+    ed, md = observed.ed, observed.md
+    ed_valid = ed.valid & jnp.asarray(geometry.ed_live)
+    md_valid = md.valid & jnp.asarray(geometry.md_live)
+    ed_nll = _channel_nll(ed.signal, ed.time, ed.hit, ed_valid, expectation.ed_particles,
+                          expectation.ed_time, expectation.ed_front_tau,
+                          response.ed_time_resolution_ns, response.ed_gain,
+                          response.ed_charge_resolution, response.ed_threshold_pe,
+                          response.ed_saturation_pe, response.ed_noise_rate_hz, response.window_ns,
+                          _ed_noise_logpdf(response))
+    md_nll = _channel_nll(md.signal, md.time, md.hit, md_valid, expectation.md_muons,
+                          expectation.md_time, expectation.md_front_tau,
+                          response.md_time_resolution_ns, response.md_gain,
+                          response.md_charge_resolution, response.md_threshold_pe,
+                          response.md_saturation_pe, response.md_noise_rate_hz, response.window_ns,
+                          _md_noise_logpdf(response))
+    return ed_nll, md_nll
+
+
+def nll(observed: Observed, expectation: Expectation, geometry: Geometry, response: Response):
+    """Negative log-likelihood (scalar) of one event's KM2A observations, every valid channel."""
+    ed_nll, md_nll = channel_nll(observed, expectation, geometry, response)
+    return jnp.sum(ed_nll) + jnp.sum(md_nll)
+
+
+def fisher_stats(shower: Shower, geometry: Geometry, response: Response,
+                 physics: KM2APhysics = DEFAULT_PHYSICS):
+    """(mean, variance, weight) triples for the Cramér–Rao bound of ``joint.fit.cramer_rao``:
+    particle counts (Poisson, variance inflated by the charge resolution) and first-particle
+    times (Gaussian, weighted by the probability that the channel is hit)."""
+    e = expected(shower, geometry, response, physics)
+    ed_live = jnp.asarray(geometry.ed_live, e.ed_particles.dtype)
+    md_live = jnp.asarray(geometry.md_live, e.md_muons.dtype)
+    ed_mu = jnp.maximum(e.ed_particles, _MU_FLOOR)
+    md_mu = jnp.maximum(e.md_muons, _MU_FLOOR)
+    kq_ed = 1.0 + response.ed_charge_resolution ** 2
+    kq_md = 1.0 + response.md_charge_resolution ** 2
+    return [
+        (ed_mu, ed_mu * kq_ed, ed_live),
+        (md_mu, md_mu * kq_md, md_live),
+        (e.ed_time, response.ed_time_resolution_ns ** 2 + (e.ed_front_tau / jnp.maximum(ed_mu, 1.0)) ** 2,
+         ed_live * -jnp.expm1(-ed_mu)),
+        (e.md_time, response.md_time_resolution_ns ** 2 + (e.md_front_tau / jnp.maximum(md_mu, 1.0)) ** 2,
+         md_live * -jnp.expm1(-md_mu)),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# simulation
+# ---------------------------------------------------------------------------------------------
+def _first_arrival(key, n, tau):
+    """Lag of the first of n particles, each lagging by Exponential(τ): Exponential(τ/n)."""
+    e = jax.random.exponential(key, n.shape)
+    return e * tau / jnp.maximum(n, 1.0)
+
+
+def trigger(times, hit, n_min=20, window_ns=400.0):
+    """True when at least ``n_min`` hit channels fall within a sliding ``window_ns`` window
+    (PHYSICS.md §2: ≥ 20 EDs within 400 ns [M]). times, hit: (n,)."""
+    t = jnp.sort(jnp.where(hit, times, jnp.inf))
+    upto = jnp.searchsorted(t, t + window_ns, side="right")
+    count = upto - jnp.arange(t.shape[0])
+    count = jnp.where(jnp.isfinite(t), count, 0)
+    return jnp.max(count) >= n_min
+
+
+def simulate(key, shower: Shower, geometry: Geometry, response: Response,
+             physics: KM2APhysics = DEFAULT_PHYSICS, age_sigma=0.05, dead_fraction=0.0,
+             trigger_n=20, trigger_window_ns=400.0):
+    """Sample one event's KM2A observations with fluctuations the fit model does not carry.
+
+    Parameters
+    ----------
+    key : jax PRNG key
+    shower : Shower (scalar leaves); ``physics.is_gamma`` should match the primary
+    age_sigma : shower-to-shower fluctuation of the lateral age (added to the offset) [M]
+    dead_fraction : fraction of channels randomly dead in this event (``valid`` False)
+
+    Returns
+    -------
+    (Observed, triggered) — dense ChannelBlocks (the largest-charge hit kept per channel) and the
+    trigger decision (bool scalar).
+    """
+    from joint.event import ChannelBlock
+
+    keys = jax.random.split(key, 16)
+    phys = physics._replace(lateral_age_offset=physics.lateral_age_offset
+                            + age_sigma * jax.random.normal(keys[0]))
+    e = expected(shower, geometry, response, phys)
+    half = 0.5 * response.window_ns
+
+    def channels(k0, k1, k2, k3, k4, k5, mu_sig, t_front, tau, gain, sigma_q,
+                 sigma_el, rate, noise_charge, threshold, saturation, live, k_dead):
+        n = jax.random.poisson(k0, mu_sig).astype(mu_sig.dtype)
+        # charge: sum of n Gamma(1/σ², σ²) single-particle charges = Gamma(n/σ², σ²)
+        shape = jnp.maximum(n / sigma_q ** 2, 1e-6)
+        q_sig = jnp.where(n > 0, jax.random.gamma(k1, shape) * sigma_q ** 2 * gain, 0.0)
+        q_sig = jnp.minimum(q_sig, saturation)
+        t_sig = (t_front + _first_arrival(k2, n, tau)
+                 + sigma_el * jax.random.normal(k3, n.shape))
+        # noise hits (at most one kept per channel in the window)
+        p_noise = -jnp.expm1(-rate * response.window_ns * 1e-9)
+        has_noise = jax.random.uniform(k4, n.shape) < p_noise
+        t_noise = jax.random.uniform(k5, n.shape, minval=-half, maxval=half) + shower.t0
+        q_noise = noise_charge(jax.random.fold_in(k5, 1), n.shape)
+        sig_hit = (n > 0) & (q_sig >= threshold)
+        noise_hit = has_noise & (q_noise >= threshold)
+        use_sig = sig_hit & (~noise_hit | (q_sig >= q_noise))
+        hit = sig_hit | noise_hit
+        signal = jnp.where(use_sig, q_sig, jnp.where(noise_hit, q_noise, 0.0))
+        time = jnp.where(use_sig, t_sig, jnp.where(noise_hit, t_noise, 0.0))
+        alive = jnp.asarray(live) & (jax.random.uniform(k_dead, n.shape) >= dead_fraction)
+        hit = hit & alive
+        return ChannelBlock(signal=jnp.where(hit, signal, 0.0), time=jnp.where(hit, time, 0.0),
+                            hit=hit, valid=alive,
+                            n_pulses=(sig_hit & alive).astype(jnp.int32)
+                            + (noise_hit & alive).astype(jnp.int32))
+
+    r_ed, d_ed = shower_plane_coordinates(shower, geometry.ed_pos)
+    r_md, d_md = shower_plane_coordinates(shower, geometry.md_pos)
+    tau_ed = phys.front_tau0_ns + phys.front_tau1_ns_per_m * r_ed
+    tau_md = phys.front_tau0_ns + phys.front_tau1_ns_per_m * r_md
+    tf_ed = shower.t0 + d_ed + phys.front_slope_ns_per_m * r_ed + response.ed_time_offset
+    tf_md = shower.t0 + d_md + phys.front_slope_ns_per_m * r_md + response.md_time_offset
+    lam = response.ed_noise_pe
+    ed_noise = lambda k, shp: jax.random.exponential(k, shp) * lam
+    g_md = jnp.mean(response.md_gain)
+    md_noise = lambda k, shp: g_md * (1.0 + response.md_charge_resolution * jax.random.normal(k, shp))
+    ed = channels(*keys[1:7], e.ed_particles, tf_ed, tau_ed, response.ed_gain,
+                  response.ed_charge_resolution, response.ed_time_resolution_ns,
+                  response.ed_noise_rate_hz, ed_noise, response.ed_threshold_pe,
+                  response.ed_saturation_pe, geometry.ed_live, keys[13])
+    md = channels(*keys[7:13], e.md_muons, tf_md, tau_md, response.md_gain,
+                  response.md_charge_resolution, response.md_time_resolution_ns,
+                  response.md_noise_rate_hz, md_noise, response.md_threshold_pe,
+                  response.md_saturation_pe, geometry.md_live, keys[14])
+    triggered = trigger(ed.time, ed.hit, trigger_n, trigger_window_ns)
+    return Observed(ed=ed, md=md), triggered
