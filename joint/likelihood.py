@@ -1,0 +1,91 @@
+"""The joint likelihood: the sum of the present detectors' nll, on the channels that matter.
+
+Active channels
+---------------
+A KM2A event touches ~6400 channels, but the likelihood's information sits within a few hundred
+metres of the core: far channels expect ≪ 1 particle, and their hits are noise. For speed, each
+event's likelihood is evaluated on a FIXED number of channels nearest to the seed core
+(``n_ed`` EDs, ``n_md`` MDs; gathered with ``lax.top_k`` inside jit, so shapes stay fixed and one
+compilation serves every event). With the defaults (768 EDs ≈ 220 m, 192 MDs ≈ 260 m around the
+seed core) the fitted resolution equals that of the full array within the statistical precision
+of the benchmark (``benchmarks/km2a_resolution.py --compare-active``), at ~8× less work.
+Set ``n_ed = n_md = None`` for every channel.
+
+Data layout
+-----------
+``KM2AData`` holds, for ONE event, the selected channels' geometry, response and observations
+(a pytree, so a batch is the same type with a leading axis and ``vmap`` maps over it).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from detectors import km2a
+from detectors.shower import Shower
+
+__all__ = ["KM2AData", "select_km2a", "km2a_nll", "joint_nll", "DEFAULT_N_ED", "DEFAULT_N_MD"]
+
+DEFAULT_N_ED = 768
+DEFAULT_N_MD = 192
+
+
+class KM2AData(NamedTuple):
+    geometry: km2a.Geometry
+    response: km2a.Response
+    observed: km2a.Observed
+
+
+def _gather(tree, idx):
+    return jax.tree_util.tree_map(lambda a: a[idx], tree)
+
+
+def select_km2a(ed_block, md_block, core_xy, geometry: km2a.Geometry, response: km2a.Response,
+                n_ed: Optional[int] = DEFAULT_N_ED, n_md: Optional[int] = DEFAULT_N_MD) -> KM2AData:
+    """The ``n_ed`` EDs and ``n_md`` MDs nearest to ``core_xy`` (2,) [m] for one event.
+
+    ed_block, md_block : ChannelBlocks over every channel of ``geometry`` ((n_ed_all,), (n_md_all,)).
+    Returns a KM2AData whose arrays have the fixed shapes (n_ed,), (n_md,).
+    """
+    def pick(pos, n):
+        if n is None or n >= pos.shape[0]:
+            return jnp.arange(pos.shape[0])
+        d2 = jnp.sum((jnp.asarray(pos)[:, :2] - core_xy) ** 2, axis=1)
+        return jax.lax.top_k(-d2, n)[1]
+
+    i_ed = pick(geometry.ed_pos, n_ed)
+    i_md = pick(geometry.md_pos, n_md)
+    geo = geometry._replace(ed_pos=jnp.asarray(geometry.ed_pos)[i_ed],
+                            md_pos=jnp.asarray(geometry.md_pos)[i_md],
+                            ed_live=jnp.asarray(geometry.ed_live)[i_ed],
+                            md_live=jnp.asarray(geometry.md_live)[i_md])
+    per_ed = ("ed_gain", "ed_time_offset", "ed_efficiency")
+    per_md = ("md_gain", "md_time_offset", "md_efficiency")
+    resp = response._replace(**{f: jnp.asarray(getattr(response, f))[i_ed] for f in per_ed},
+                             **{f: jnp.asarray(getattr(response, f))[i_md] for f in per_md})
+    obs = km2a.Observed(ed=_gather(ed_block, i_ed), md=_gather(md_block, i_md))
+    return KM2AData(geo, resp, obs)
+
+
+def km2a_nll(shower: Shower, data: KM2AData, physics: km2a.KM2APhysics = km2a.DEFAULT_PHYSICS):
+    """KM2A −ln L of one event on its selected channels."""
+    e = km2a.expected(shower, data.geometry, data.response, physics)
+    return km2a.nll(data.observed, e, data.geometry, data.response)
+
+
+def joint_nll(shower: Shower, data: dict, physics: dict | None = None):
+    """Sum of the nll of the detectors present in ``data`` ({"km2a": KM2AData, ...}).
+
+    A detector absent from ``data`` contributes nothing; the dict's keys are static, so each
+    detector combination compiles once.
+    """
+    physics = physics or {}
+    total = 0.0
+    terms = {}
+    if "km2a" in data:
+        terms["km2a"] = km2a_nll(shower, data["km2a"], physics.get("km2a", km2a.DEFAULT_PHYSICS))
+    for v in terms.values():
+        total = total + v
+    return total, terms
