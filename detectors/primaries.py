@@ -321,10 +321,14 @@ def sample_power_law(rng, n: int, log10_range, spectral_index: float) -> np.ndar
     gamma = -1: ln E = ln E1 + u ln r (log-uniform). Computed with log1p/expm1 so that wide
     ranges and indices near -1 stay accurate.
 
+    A range with equal ends (a, a) gives the fixed energy a (mono-energetic samples).
+
     Returns a numpy array (n,) in the units of ``log10_range`` (log10 of any energy unit).
     """
     rng = _as_rng(rng)
     lo, hi = (float(v) for v in log10_range)
+    if hi == lo:
+        return np.full(n, lo)
     if not hi > lo:
         raise ValueError(f"log10 energy range must be increasing, got {log10_range}")
     u = rng.uniform(size=n)

@@ -196,8 +196,10 @@ def write_events(path, records: Mapping) -> None:
             tree.extend(data)
 
 
-def read_events(path, km2a=None, wcda=None, wfcta=None) -> dict:
+def read_events(path, km2a=None, wcda=None, wfcta=None, entry_start=None, entry_stop=None) -> dict:
     """Read a file of the own schema into a records dict (see module docstring).
+
+    ``entry_start``/``entry_stop`` read a slice of events (streaming large files in chunks).
 
     Validation (EventFileError naming the file and the field): missing tree, missing scalar
     branch, a hit group with a missing branch, 0 entries, mismatched jagged lengths, NaN hit
@@ -224,7 +226,7 @@ def read_events(path, km2a=None, wcda=None, wfcta=None) -> dict:
             raise EventFileError(path, TREE, "has 0 entries (empty file)", kind="tree")
         wanted = [k for k in keys if k in SCALARS or k in TRUTH
                   or any(k.startswith(g + "_") for g in GROUPS)]
-        arrays = tree.arrays(wanted, library="ak")
+        arrays = tree.arrays(wanted, library="ak", entry_start=entry_start, entry_stop=entry_stop)
     records = {}
     for k in wanted:
         if k in SCALARS or k in TRUTH:
