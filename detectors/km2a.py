@@ -65,7 +65,8 @@ from . import lateral, profile
 from .shower import Shower, ground_slant_depth, shower_plane_coordinates
 
 __all__ = ["Geometry", "Response", "KM2APhysics", "Expectation", "Observed", "expected", "nll",
-           "channel_nll", "simulate", "trigger", "fisher_stats", "DEFAULT_PHYSICS"]
+           "channel_nll", "simulate", "predict", "Prediction", "trigger", "fisher_stats", "information_weights",
+           "DEFAULT_PHYSICS"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,6 +200,18 @@ class Expectation(NamedTuple):
     age: jnp.ndarray
 
 
+class Prediction(NamedTuple):
+    """The part of an Expectation that the likelihood needs (what the fitter differentiates):
+    ed_particles, ed_time, ed_front_tau (n_ed,), md_muons, md_time, md_front_tau (n_md,)."""
+
+    ed_particles: jnp.ndarray
+    ed_time: jnp.ndarray
+    ed_front_tau: jnp.ndarray
+    md_muons: jnp.ndarray
+    md_time: jnp.ndarray
+    md_front_tau: jnp.ndarray
+
+
 class Observed(NamedTuple):
     """KM2A observations of one event: ChannelBlocks of joint.event (signal [PE], time [ns], hit,
     valid, n_pulses) for the EDs and the MDs."""
@@ -224,6 +237,14 @@ def sizes(shower: Shower, physics: KM2APhysics = DEFAULT_PHYSICS, z=0.0):
     return n_e, s_lat, n_mu
 
 
+def predict(shower: Shower, geometry: Geometry, response: Response,
+            physics: KM2APhysics = DEFAULT_PHYSICS) -> Prediction:
+    """The likelihood's inputs only (see :class:`Prediction`); cheaper to differentiate than
+    :func:`expected`. ``nll`` accepts either."""
+    e = expected(shower, geometry, response, physics)
+    return Prediction(*(getattr(e, f) for f in Prediction._fields))
+
+
 def expected(shower: Shower, geometry: Geometry, response: Response,
              physics: KM2APhysics = DEFAULT_PHYSICS) -> Expectation:
     """Mean particle numbers and arrival times of every KM2A channel for one shower.
@@ -239,9 +260,12 @@ def expected(shower: Shower, geometry: Geometry, response: Response,
     Expectation (see its docstring for shapes and units)
     """
     cos_t = jnp.cos(shower.zenith)
-    # EM size and age at each ED's own ground depth (heights span ~35 m: a few g/cm²)
+    # EM size at each ED's own ground depth (heights span ~35 m: a few g/cm², a few % in N_e);
+    # the lateral age at the reference height (it changes by < 0.005 over 35 m), so that the
+    # NKG normalisation C(s) is computed once per event, not per channel
     z_ed = geometry.ed_pos[:, 2]
-    n_e_ch, s_ch, n_mu = sizes(shower, physics, z_ed)
+    n_e_ch, _, n_mu = sizes(shower, physics, z_ed)
+    n_e0, s_ch, _ = sizes(shower, physics, 0.0)
     r_ed, d_ed = shower_plane_coordinates(shower, geometry.ed_pos)
     # the densities are singular at r = 0: average over the detector by flooring r smoothly at
     # about its half size (r_eff² = r² + r_det²)
@@ -263,10 +287,9 @@ def expected(shower: Shower, geometry: Geometry, response: Response,
 
     ed_t, ed_tau = timing(r_ed, d_ed, response.ed_time_offset)
     md_t, md_tau = timing(r_md, d_md, response.md_time_offset)
-    n_e0, age0, _ = sizes(shower, physics, 0.0)
     return Expectation(ed_particles=ed_particles, ed_time=ed_t, ed_front_tau=ed_tau,
                        md_muons=md_muons, md_time=md_t, md_front_tau=md_tau, ed_em=ed_em,
-                       n_e=n_e0, n_mu=n_mu, age=age0)
+                       n_e=n_e0, n_mu=n_mu, age=s_ch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,6 +368,26 @@ def nll(observed: Observed, expectation: Expectation, geometry: Geometry, respon
     """Negative log-likelihood (scalar) of one event's KM2A observations, every valid channel."""
     ed_nll, md_nll = channel_nll(observed, expectation, geometry, response)
     return jnp.sum(ed_nll) + jnp.sum(md_nll)
+
+
+def information_weights(expectation, geometry: Geometry, response: Response):
+    """Expected information of each predicted number (a pytree shaped like ``expectation``, an
+    Expectation or a Prediction), for Fisher
+    scoring (``joint.fit.ScoringModel``): 1/Var of the particle counts (Poisson inflated by the
+    charge resolution) and P(hit)/σ_t² of the arrival times; 0 for the other fields."""
+    e = expectation
+    ed_live = jnp.asarray(geometry.ed_live, e.ed_particles.dtype)
+    md_live = jnp.asarray(geometry.md_live, e.md_muons.dtype)
+    ed_mu = jnp.maximum(e.ed_particles, _MU_FLOOR)
+    md_mu = jnp.maximum(e.md_muons, _MU_FLOOR)
+    w_ed = ed_live / (ed_mu * (1.0 + response.ed_charge_resolution ** 2))
+    w_md = md_live / (md_mu * (1.0 + response.md_charge_resolution ** 2))
+    s2_ed = response.ed_time_resolution_ns ** 2 + (e.ed_front_tau / jnp.maximum(ed_mu, 1.0)) ** 2
+    s2_md = response.md_time_resolution_ns ** 2 + (e.md_front_tau / jnp.maximum(md_mu, 1.0)) ** 2
+    zero = jax.tree_util.tree_map(jnp.zeros_like, e)
+    return zero._replace(ed_particles=w_ed, md_muons=w_md,
+                         ed_time=ed_live * -jnp.expm1(-ed_mu) / s2_ed,
+                         md_time=md_live * -jnp.expm1(-md_mu) / s2_md)
 
 
 def fisher_stats(shower: Shower, geometry: Geometry, response: Response,

@@ -23,10 +23,13 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from functools import lru_cache
+
 from detectors import km2a
 from detectors.shower import Shower
+from joint.fit import ScoringModel
 
-__all__ = ["KM2AData", "select_km2a", "km2a_nll", "joint_nll", "DEFAULT_N_ED", "DEFAULT_N_MD"]
+__all__ = ["KM2AData", "select_km2a", "km2a_model", "km2a_nll", "joint_nll", "DEFAULT_N_ED", "DEFAULT_N_MD"]
 
 DEFAULT_N_ED = 768
 DEFAULT_N_MD = 192
@@ -67,6 +70,15 @@ def select_km2a(ed_block, md_block, core_xy, geometry: km2a.Geometry, response: 
                              **{f: jnp.asarray(getattr(response, f))[i_md] for f in per_md})
     obs = km2a.Observed(ed=_gather(ed_block, i_ed), md=_gather(md_block, i_md))
     return KM2AData(geo, resp, obs)
+
+
+@lru_cache(maxsize=32)
+def km2a_model(physics: km2a.KM2APhysics = km2a.DEFAULT_PHYSICS) -> ScoringModel:
+    """KM2A likelihood of one event (KM2AData) as a Fisher-scoring model for ``joint.fit``."""
+    return ScoringModel(
+        predict=lambda s, d: km2a.predict(s, d.geometry, d.response, physics),
+        loss=lambda e, d: km2a.nll(d.observed, e, d.geometry, d.response),
+        weights=lambda e, d: km2a.information_weights(e, d.geometry, d.response))
 
 
 def km2a_nll(shower: Shower, data: KM2AData, physics: km2a.KM2APhysics = km2a.DEFAULT_PHYSICS):
