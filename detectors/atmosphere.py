@@ -63,6 +63,13 @@ MOLIERE_DEPTH_G_CM2 = 9.6
 RADIATION_LENGTH_G_CM2 = 36.62
 
 
+def _as_float(x):
+    """x as a floating jax array; the result dtype follows x (float32 stays float32 even with
+    x64 enabled), integers and Python floats take the default float type."""
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
+
+
 class LinsleyAtmosphere(NamedTuple):
     """CORSIKA 5-layer (Linsley) atmosphere.
 
@@ -84,13 +91,13 @@ class LinsleyAtmosphere(NamedTuple):
 
     # -- depth <-> height ------------------------------------------------------------
     def _layer_of_height(self, h_cm):
-        i = jnp.sum(h_cm[..., None] >= jnp.asarray(self.bounds)[1:5], axis=-1)
+        i = jnp.sum(h_cm[..., None] >= jnp.asarray(self.bounds, h_cm.dtype)[1:5], axis=-1)
         return jnp.clip(i, 0, 4)
 
     def vertical_depth(self, height_m):
-        h = jnp.asarray(height_m) * 100.0
+        h = _as_float(height_m) * 100.0
         i = self._layer_of_height(h)
-        a, b, c = (jnp.asarray(t)[i] for t in (self.a, self.b, self.c))
+        a, b, c = (jnp.asarray(t, h.dtype)[i] for t in (self.a, self.b, self.c))
         x_exp = a + b * jnp.exp(-h / c)
         x_lin = a - b * h / c
         x = jnp.where(i == 4, x_lin, x_exp)
@@ -112,9 +119,9 @@ class LinsleyAtmosphere(NamedTuple):
         return h / 100.0
 
     def density(self, height_m):
-        h = jnp.asarray(height_m) * 100.0
+        h = _as_float(height_m) * 100.0
         i = self._layer_of_height(h)
-        b, c = jnp.asarray(self.b)[i], jnp.asarray(self.c)[i]
+        b, c = jnp.asarray(self.b, h.dtype)[i], jnp.asarray(self.c, h.dtype)[i]
         rho_exp = b / c * jnp.exp(-h / c)
         return jnp.where(i == 4, b / c, rho_exp)
 
@@ -139,19 +146,23 @@ class TabulatedAtmosphere(NamedTuple):
     log_density: jnp.ndarray
     log_refractivity: jnp.ndarray
 
+    def _interp(self, x, xp, fp):
+        x = _as_float(x)
+        return jnp.interp(x, jnp.asarray(xp, x.dtype), jnp.asarray(fp, x.dtype))
+
     def vertical_depth(self, height_m):
-        return jnp.exp(jnp.interp(height_m, self.height_m, self.log_depth))
+        return jnp.exp(self._interp(height_m, self.height_m, self.log_depth))
 
     def height(self, depth):
         # log_depth decreases with height: interpolate on the reversed table
-        x = jnp.log(jnp.maximum(jnp.asarray(depth), 1e-30))
-        return jnp.interp(x, self.log_depth[::-1], self.height_m[::-1])
+        x = jnp.log(jnp.maximum(_as_float(depth), 1e-30))
+        return self._interp(x, self.log_depth[::-1], self.height_m[::-1])
 
     def density(self, height_m):
-        return jnp.exp(jnp.interp(height_m, self.height_m, self.log_density))
+        return jnp.exp(self._interp(height_m, self.height_m, self.log_density))
 
     def refractive_index(self, height_m):
-        return 1.0 + jnp.exp(jnp.interp(height_m, self.height_m, self.log_refractivity))
+        return 1.0 + jnp.exp(self._interp(height_m, self.height_m, self.log_refractivity))
 
 
 Atmosphere = Union[LinsleyAtmosphere, TabulatedAtmosphere]

@@ -162,4 +162,7 @@ def shower_plane_coordinates(shower: Shower, positions):
 def ground_slant_depth(shower: Shower, z, atm=None, reference_height_m=REFERENCE_HEIGHT_M):
     """Slant depth [g/cm²] along the shower axis at the height of channels with array-frame
     heights ``z`` [m, any shape]: X = X_vert(reference + z) / cos θ (flat atmosphere)."""
-    return atmosphere.slant_depth(reference_height_m + z, shower.zenith, atm)
+    dtype = jnp.result_type(shower.zenith)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.result_type(float)
+    return atmosphere.slant_depth(jnp.asarray(reference_height_m + z, dtype), shower.zenith, atm)
