@@ -46,7 +46,11 @@ class ReconstructionConfig:
     free : Shower fields fitted (None: ``KM2A_FREE[hypothesis]``); fixed fields keep their seed
         (Xmax: ``xmax_fixed`` or the hypothesis' mean at the seed energy)
     n_ed, n_md : active channels per event (``joint.likelihood``); None = all
-    n_iter : fixed Newton iterations
+    n_iter : fixed iterations of the first pass
+    refit_iter : iterations of the second pass, run only on the events the first pass left at
+        MAX_ITER, compacted into a small batch (a power of two ≥ 8) so that stragglers do not set
+        the cost of the whole batch (PERFORMANCE.md §6, item 3); 0 disables it
+    algorithm : "scoring" (Fisher scoring, default) or "newton" (exact Hessian)
     """
 
     hypothesis: str = "hadron"
@@ -54,7 +58,8 @@ class ReconstructionConfig:
     xmax_fixed: float | None = None
     n_ed: int | None = DEFAULT_N_ED
     n_md: int | None = DEFAULT_N_MD
-    n_iter: int = 20
+    n_iter: int = 12
+    refit_iter: int = 12
     dtype: str = "float32"
     algorithm: str = "scoring"
 
@@ -156,6 +161,7 @@ def reconstruct_batch(batch, geometry: km2a.Geometry, response: km2a.Response,
     prep, nll_fn, terms = _pipeline(cfg)
     seeds, data = prep(ed, md, geo, resp)
     result, info = fitmod.fit_events(nll_fn, data, seeds, cfg.fit_config, terms_fn=terms)
+    result, info = _refit_stragglers(nll_fn, terms, data, result, info, cfg)
     obs_fn = _observables_fn(cfg)
     ne, nmu, age = obs_fn(result.shower, ed, md, geo, resp)
     out = {f"reco_{f}": np.asarray(getattr(result.shower, f), np.float64) for f in FIELDS}
@@ -172,6 +178,24 @@ def reconstruct_batch(batch, geometry: km2a.Geometry, response: km2a.Response,
     for f in FIELDS:
         out[f"seed_{f}"] = np.asarray(getattr(seeds, f), np.float64)
     return out
+
+
+def _refit_stragglers(nll_fn, terms, data, result, info, cfg):
+    """Second pass for the events left at MAX_ITER, started from where the first pass stopped."""
+    status = np.asarray(info.status)
+    idx = np.nonzero(status == fitmod.MAX_ITER)[0]
+    if cfg.refit_iter <= 0 or idx.size == 0:
+        return result, info
+    size = max(8, 1 << int(np.ceil(np.log2(idx.size))))
+    take = np.concatenate([idx, np.full(size - idx.size, idx[0])])
+    sub = lambda t: jax.tree_util.tree_map(lambda a: a[take], t)
+    config = cfg.fit_config._replace(n_iter=cfg.refit_iter)
+    r2, i2 = fitmod.fit_events(nll_fn, sub(data), sub(result.shower), config, terms_fn=terms)
+    n = idx.size
+    put = lambda full, part: jax.tree_util.tree_map(
+        lambda a, b: jnp.asarray(a).at[idx].set(jnp.asarray(b)[:n]), full, part)
+    info2 = i2._replace(n_iter=i2.n_iter + cfg.n_iter)
+    return put(result, r2), put(info, info2)
 
 
 @lru_cache(maxsize=16)

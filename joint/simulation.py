@@ -53,7 +53,8 @@ def dense_to_jagged(block, ids):
 def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_energy_range=(4.0, 6.0),
                      zenith_max_deg=40.0, core_radius_m=400.0, seed=1, run=1, mjd=60000.0,
                      km2a_layout=None, response=None, model="EPOS-LHC", chunk=256,
-                     keep_untriggered=False, progress=None, **primary_kwargs):
+                     keep_untriggered=False, progress=None, age_sigma=0.05, dead_fraction=0.0,
+                     **primary_kwargs):
     """Sample primaries and simulate them until ``n_events`` triggered events are collected.
 
     Returns (records, n_thrown). ``records`` follows ``joint.io.schema`` (truth + hit groups).
@@ -78,7 +79,8 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
         key, sub = jax.random.split(key)
         showers = shower_from_truth(truth, dtype=jnp.float32)
         obs, trig = simulate_km2a_blocks(sub, showers, (truth["true_mass_number"] == 0).astype(np.float32),
-                                         geo, resp)
+                                         geo, resp, age_sigma=age_sigma,
+                                         dead_fraction=dead_fraction)
         trig = np.asarray(trig) | keep_untriggered
         thrown += chunk
         sel = np.nonzero(trig)[0][: n_events - n_kept]
