@@ -1,16 +1,17 @@
 """The ``lhaaso-joint`` command line.
 
-Subcommands built so far:
+Subcommands:
 
 * ``show FILE...``      summary of event files (own schema or G4KM2A LHEvent): events, detectors,
                          hits per event, truth ranges.
-* ``simulate``          sample primaries with the truth generator and write them in the project's
-                         schema. Detector responses are added by the detector modules as they are
-                         built; ``--detectors none`` (the default until then) writes truth only.
+* ``simulate``          sample primaries with the truth generator, simulate the detectors
+                         (``--detectors km2a``; ``none`` writes truth only) and write the
+                         project's schema; only triggered events are written.
+* ``reconstruct``       batched fits of event files (own schema or G4KM2A) into a ``reco`` tree.
+* ``bench``             throughput of the batched fitter next to iminuit on the same likelihood.
 * ``demo``              the end-to-end demonstration behind ``make demo``.
 
-Detector forward models, ``reconstruct``, ``calibrate`` and ``bench`` are added by the issues
-that build them.
+WCDA and WFCTA, ``calibrate`` are added by the issues that build them.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 
 #: detectors whose forward model exists; the CLI refuses others with a clear message
-BUILT_DETECTORS: tuple[str, ...] = ()
+BUILT_DETECTORS: tuple[str, ...] = ("km2a",)
 
 
 def _parse_detectors(text: str) -> tuple[str, ...]:
@@ -68,19 +69,66 @@ def cmd_simulate(args) -> int:
     from joint.io.schema import write_events
 
     dets = _parse_detectors(args.detectors)
-    truth = sample_primaries(np.random.default_rng(args.seed), args.n_events, primary=args.primary,
-                             log10_energy_range=tuple(args.log10_energy_range),
-                             zenith_max_deg=args.zenith_max, core_radius_m=args.core_radius,
-                             model=args.model)
     n = args.n_events
-    records = {"run": np.full(n, args.run, np.int32), "event_id": np.arange(n, dtype=np.int64),
-               "time_mjd": np.full(n, args.mjd, np.float64), **truth}
-    if dets:  # pragma: no cover - filled in by the detector issues
-        raise SystemExit("detector simulation not available")
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if not dets:
+        truth = sample_primaries(np.random.default_rng(args.seed), n, primary=args.primary,
+                                 log10_energy_range=tuple(args.log10_energy_range),
+                                 zenith_max_deg=args.zenith_max, core_radius_m=args.core_radius,
+                                 model=args.model)
+        records = {"run": np.full(n, args.run, np.int32), "event_id": np.arange(n, dtype=np.int64),
+                   "time_mjd": np.full(n, args.mjd, np.float64), **truth}
+        write_events(out, records)
+        print(f"wrote {n} events ({args.primary}, truth only) to {out}")
+        return 0
+    from tqdm import tqdm
+
+    from detectors.layout import km2a_layout
+    from joint.simulation import simulate_records
+
+    bar = tqdm(total=n, unit="ev", desc=f"simulate {args.primary}")
+
+    def progress(kept, thrown):
+        bar.update(kept - bar.n)
+        bar.set_postfix(thrown=thrown)
+
+    records, thrown = simulate_records(
+        n, primary=args.primary, detectors=dets, log10_energy_range=tuple(args.log10_energy_range),
+        zenith_max_deg=args.zenith_max, core_radius_m=args.core_radius, seed=args.seed,
+        run=args.run, mjd=args.mjd, km2a_layout=km2a_layout(args.layout), model=args.model,
+        progress=progress, age_sigma=args.age_sigma)
+    bar.close()
     write_events(out, records)
-    print(f"wrote {n} events ({args.primary}, truth only) to {out}")
+    print(f"wrote {n} triggered events ({args.primary}, {thrown} thrown, detectors: "
+          f"{','.join(dets)}) to {out}")
+    return 0
+
+
+def cmd_reconstruct(args) -> int:
+    from joint.reconstruct import ReconstructionConfig, reconstruct_files
+
+    dets = _parse_detectors(args.detectors)
+    if dets != ("km2a",):
+        raise SystemExit("lhaaso-joint: reconstruct supports --detectors km2a so far")
+    free = tuple(args.free.split(",")) if args.free else None
+    cfg = ReconstructionConfig(hypothesis=args.hypothesis, free=free, n_iter=args.n_iter)
+    summary = reconstruct_files(args.inputs, args.output, cfg, batch_size=args.batch_size,
+                                layout_config=args.layout, progress=not args.quiet)
+    st = summary["status_counts"]
+    print(f"reconstructed {summary['events']} events in {summary['seconds']:.1f} s "
+          f"({summary['events_per_s']:.1f} events/s incl. compilation and I/O) -> {args.output}")
+    print(f"status: converged {st[0]}, max_iter {st[1]}, non_finite {st[2]}, out_of_bounds {st[3]}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from joint.bench import format_table, run_bench
+
+    res = run_bench(n_events=args.n_events, primary=args.primary, log10_energy=args.log10_energy,
+                    batch_size=args.batch_size, n_iminuit=args.n_iminuit, seed=args.seed,
+                    out=lambda *a, **k: None)
+    print(format_table(res))
     return 0
 
 
@@ -113,8 +161,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run", type=int, default=1)
     s.add_argument("--mjd", type=float, default=60000.0, help="event time [MJD] written to the file")
     s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--layout", default="full", help="KM2A layout: full or 3/4")
+    s.add_argument("--age-sigma", type=float, default=0.05,
+                   help="shower-to-shower lateral-age fluctuation (not in the fit model)")
     s.add_argument("-o", "--output", required=True)
     s.set_defaults(func=cmd_simulate)
+
+    s = sub.add_parser("reconstruct", help="fit event files in batches")
+    s.add_argument("inputs", nargs="+", help="own-schema or G4KM2A LHEvent ROOT files")
+    s.add_argument("-o", "--output", required=True, help="output ROOT file (tree 'reco')")
+    s.add_argument("--detectors", default="km2a")
+    s.add_argument("--hypothesis", default="hadron", choices=("hadron", "gamma"))
+    s.add_argument("--free", default=None, help="comma list of fitted Shower fields")
+    s.add_argument("--batch-size", type=int, default=512)
+    s.add_argument("--n-iter", type=int, default=12)
+    s.add_argument("--layout", default="full", help="KM2A layout: full or 3/4")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_reconstruct)
+
+    s = sub.add_parser("bench", help="batched fitter vs iminuit on the same likelihood")
+    s.add_argument("--n-events", type=int, default=256)
+    s.add_argument("--primary", default="gamma")
+    s.add_argument("--log10-energy", type=float, default=5.0)
+    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--n-iminuit", type=int, default=48)
+    s.add_argument("--seed", type=int, default=5)
+    s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("demo", help="run the demonstration (make demo)")
     s.add_argument("--out", default="demo_output")

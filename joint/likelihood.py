@@ -29,7 +29,7 @@ from detectors import km2a
 from detectors.shower import Shower
 from joint.fit import ScoringModel
 
-__all__ = ["KM2AData", "select_km2a", "km2a_model", "km2a_nll", "joint_nll", "DEFAULT_N_ED", "DEFAULT_N_MD"]
+__all__ = ["KM2AData", "XmaxPrior", "xmax_prior_residual", "select_km2a", "km2a_model", "km2a_nll", "joint_nll", "DEFAULT_N_ED", "DEFAULT_N_MD"]
 
 DEFAULT_N_ED = 768
 DEFAULT_N_MD = 192
@@ -72,13 +72,47 @@ def select_km2a(ed_block, md_block, core_xy, geometry: km2a.Geometry, response: 
     return KM2AData(geo, resp, obs)
 
 
+class XmaxPrior(NamedTuple):
+    """Gaussian prior on Xmax from the generalised-Gumbel moments of ``detectors.primaries``:
+    mean and rms of the mass ``mass_number`` (0 = photon) at the shower's energy, the rms widened
+    in quadrature by ``sigma_floor`` [g/cm²] (to cover a mixed composition).
+
+    The ground arrays feel Xmax only through the lateral age, so without it energy and Xmax
+    trade off; the prior (DESIGN.md: "joint_nll = sum of the detectors' nll + optional priors")
+    resolves that with what is known of the primary. Defaults: photons A = 0 (rms 51 g/cm²);
+    hadrons A = 4 with a 50 g/cm² floor (rms ≈ 70 g/cm², covering p to Fe).
+    """
+
+    mass_number: float = 4.0
+    sigma_floor: float = 50.0
+    model: str = "EPOS-LHC"
+
+
+def xmax_prior_residual(shower: Shower, prior: XmaxPrior):
+    """(Xmax − mean)/rms of the prior, shape (1,)."""
+    from detectors.primaries import xmax_moments
+
+    mean, sd = xmax_moments(shower.log10_energy + 9.0, prior.mass_number, prior.model)
+    sd = jnp.sqrt(sd * sd + prior.sigma_floor ** 2)
+    return jnp.reshape((shower.xmax - mean) / sd, (1,))
+
+
 @lru_cache(maxsize=32)
-def km2a_model(physics: km2a.KM2APhysics = km2a.DEFAULT_PHYSICS) -> ScoringModel:
-    """KM2A likelihood of one event (KM2AData) as a Fisher-scoring model for ``joint.fit``."""
+def km2a_model(physics: km2a.KM2APhysics = km2a.DEFAULT_PHYSICS,
+               xmax_prior: XmaxPrior | None = None) -> ScoringModel:
+    """KM2A likelihood of one event (KM2AData) as a Fisher-scoring model for ``joint.fit``,
+    plus the optional Xmax prior (−ln of a Gaussian: ½ r²)."""
+    if xmax_prior is None:
+        return ScoringModel(
+            predict=lambda s, d: km2a.predict(s, d.geometry, d.response, physics),
+            loss=lambda e, d: km2a.nll(d.observed, e, d.geometry, d.response),
+            weights=lambda e, d: km2a.information_weights(e, d.geometry, d.response))
     return ScoringModel(
-        predict=lambda s, d: km2a.predict(s, d.geometry, d.response, physics),
-        loss=lambda e, d: km2a.nll(d.observed, e, d.geometry, d.response),
-        weights=lambda e, d: km2a.information_weights(e, d.geometry, d.response))
+        predict=lambda s, d: (km2a.predict(s, d.geometry, d.response, physics),
+                              xmax_prior_residual(s, xmax_prior)),
+        loss=lambda e, d: km2a.nll(d.observed, e[0], d.geometry, d.response) + 0.5 * jnp.sum(e[1] ** 2),
+        weights=lambda e, d: (km2a.information_weights(e[0], d.geometry, d.response),
+                              jnp.ones_like(e[1])))
 
 
 def km2a_nll(shower: Shower, data: KM2AData, physics: km2a.KM2APhysics = km2a.DEFAULT_PHYSICS):

@@ -20,7 +20,8 @@ import numpy as np
 from detectors import km2a
 from detectors.shower import FIELDS, Shower
 from joint import fit as fitmod
-from joint.likelihood import DEFAULT_N_ED, DEFAULT_N_MD, km2a_model, select_km2a
+from joint.likelihood import (DEFAULT_N_ED, DEFAULT_N_MD, km2a_model, select_km2a,
+                              xmax_prior_residual)
 from joint.seeds import km2a_seed
 
 __all__ = ["ReconstructionConfig", "reconstruct_batch", "reconstruct_files", "km2a_observables"]
@@ -51,6 +52,7 @@ class ReconstructionConfig:
         MAX_ITER, compacted into a small batch (a power of two ≥ 8) so that stragglers do not set
         the cost of the whole batch (PERFORMANCE.md §6, item 3); 0 disables it
     algorithm : "scoring" (Fisher scoring, default) or "newton" (exact Hessian)
+    xmax_prior : add the Gaussian Xmax prior of the hypothesis (``joint.likelihood.XmaxPrior``)
     """
 
     hypothesis: str = "hadron"
@@ -62,12 +64,21 @@ class ReconstructionConfig:
     refit_iter: int = 12
     dtype: str = "float32"
     algorithm: str = "scoring"
+    xmax_prior: bool = True
 
     @property
     def physics(self) -> km2a.KM2APhysics:
         if self.hypothesis not in ("gamma", "hadron"):
             raise ValueError(f"hypothesis must be 'gamma' or 'hadron', got {self.hypothesis!r}")
         return km2a.KM2APhysics(is_gamma=1.0 if self.hypothesis == "gamma" else 0.0)
+
+    @property
+    def prior(self):
+        from joint.likelihood import XmaxPrior
+
+        if not self.xmax_prior:
+            return None
+        return XmaxPrior(mass_number=0.0, sigma_floor=0.0) if self.hypothesis == "gamma" else XmaxPrior()
 
     @property
     def fit_config(self) -> fitmod.FitConfig:
@@ -87,12 +98,18 @@ def default_xmax(log10_energy, hypothesis):
 @lru_cache(maxsize=16)
 def _pipeline(cfg: ReconstructionConfig):
     physics = cfg.physics
+    detector_nll = km2a_model(physics)
     if cfg.algorithm == "scoring":
-        nll_fn = km2a_model(physics)
+        nll_fn = km2a_model(physics, cfg.prior)
     elif cfg.algorithm == "newton":
+        prior = cfg.prior
+
         def nll_fn(shower, data):
             e = km2a.expected(shower, data.geometry, data.response, physics)
-            return km2a.nll(data.observed, e, data.geometry, data.response)
+            out = km2a.nll(data.observed, e, data.geometry, data.response)
+            if prior is not None:
+                out = out + 0.5 * jnp.sum(xmax_prior_residual(shower, prior) ** 2)
+            return out
     else:
         raise ValueError(f"algorithm must be 'scoring' or 'newton', got {cfg.algorithm!r}")
 
@@ -108,7 +125,7 @@ def _pipeline(cfg: ReconstructionConfig):
         return seed, data
 
     prepare = jax.jit(jax.vmap(prepare_one, in_axes=(0, 0, None, None)))
-    terms = lambda s, d: {"km2a": nll_fn(s, d)}
+    terms = lambda s, d: {"km2a": detector_nll(s, d)}
     return prepare, nll_fn, terms
 
 

@@ -1,0 +1,156 @@
+"""Shared helpers of the benchmark scripts: simulate, reconstruct, resolution figures, CRB."""
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def machine() -> str:
+    import jax
+
+    dev = jax.devices()[0]
+    return f"{platform.node()} {platform.processor() or platform.machine()}, {dev.platform}:{dev.device_kind}, jax {jax.__version__}"
+
+
+def angle_deg(z1, a1, z2, a2):
+    from detectors.shower import direction
+
+    n1 = np.asarray(direction(np.asarray(z1), np.asarray(a1)))
+    n2 = np.asarray(direction(np.asarray(z2), np.asarray(a2)))
+    return np.degrees(np.arccos(np.clip((n1 * n2).sum(-1), -1.0, 1.0)))
+
+
+def on_array(core_x, core_y, layout, radius=20.0, n_min=3):
+    """Quality cut: at least n_min EDs within ``radius`` of the (reconstructed) core."""
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(layout.ed_pos[:, :2])
+    n = np.array([len(x) for x in tree.query_ball_point(np.c_[core_x, core_y], radius)])
+    return n >= n_min
+
+
+def simulate_and_reconstruct(primary, log10_energy, n_events, seed, hypothesis, age_sigma=0.05,
+                             batch_size=256, cfg=None, zenith_max=40.0, core_radius=400.0):
+    """Simulate ``n_events`` triggered KM2A events at a fixed energy and reconstruct them.
+
+    Returns (records, output columns, timing dict)."""
+    from detectors import km2a
+    from detectors.layout import km2a_layout
+    from joint.event import pad_batch
+    from joint.io.schema import to_event_batch
+    from joint.reconstruct import ReconstructionConfig, reconstruct_batch
+    from joint.simulation import simulate_records
+
+    lay = km2a_layout("full")
+    geo = km2a.Geometry.from_layout(lay)
+    resp = km2a.Response.nominal(geo)
+    t0 = time.perf_counter()
+    rec, thrown = simulate_records(n_events, primary=primary, log10_energy_range=(log10_energy, log10_energy),
+                                   zenith_max_deg=zenith_max, core_radius_m=core_radius, seed=seed,
+                                   km2a_layout=lay, age_sigma=age_sigma)
+    t_sim = time.perf_counter() - t0
+    cfg = cfg or ReconstructionConfig(hypothesis=hypothesis)
+    cols = []
+    t0 = time.perf_counter()
+    for start in range(0, n_events, batch_size):
+        sub = {k: v[start:start + batch_size] for k, v in rec.items()}
+        n = len(sub["event_id"])
+        batch = to_event_batch(sub, km2a=lay, as_jax=False)
+        padded, _ = pad_batch(batch, batch_size)
+        out = reconstruct_batch(padded, geo, resp, cfg)
+        cols.append({k: v[:n] for k, v in out.items()})
+    t_reco = time.perf_counter() - t0
+    out = {k: np.concatenate([c[k] for c in cols]) for k in cols[0]}
+    return rec, out, {"simulate_s": t_sim, "reconstruct_s": t_reco, "thrown": thrown}
+
+
+def crb_covariances(rec, hypothesis, cfg=None):
+    """Cramér–Rao covariance (B, 8, 8) of every event at its TRUE shower, on the same active
+    channels (around the true core) and the same free parameters as the fit."""
+    import jax
+    import jax.numpy as jnp
+
+    from detectors import km2a
+    from detectors.layout import km2a_layout
+    from detectors.primaries import shower_from_truth
+    from joint import fit as fitmod
+    from joint.io.schema import to_event_batch
+    from joint.likelihood import select_km2a, xmax_prior_residual
+    from joint.reconstruct import ReconstructionConfig, GAMMA_LOG_MUON_SCALE
+
+    cfg = cfg or ReconstructionConfig(hypothesis=hypothesis)
+    lay = km2a_layout("full")
+    geo = km2a.Geometry.from_layout(lay)
+    resp = km2a.Response.nominal(geo)
+    batch = to_event_batch(rec, km2a=lay, as_jax=False)
+    truth = shower_from_truth(rec, dtype=jnp.float64)
+    truth = truth._replace(t0=jnp.zeros_like(truth.t0))
+    if hypothesis == "gamma":
+        truth = truth._replace(log_muon_scale=jnp.full_like(truth.t0, GAMMA_LOG_MUON_SCALE))
+    physics = cfg.physics
+    fc = cfg.fit_config
+
+    def one(shower, ed, md):
+        data = select_km2a(ed, md, jnp.stack([shower.core_x, shower.core_y]), geo, resp, cfg.n_ed, cfg.n_md)
+        prior = cfg.prior
+
+        def stats(s):
+            out = km2a.fisher_stats(s, data.geometry, data.response, physics)
+            if prior is not None:
+                r = xmax_prior_residual(s, prior)
+                out = out + [(r, jnp.ones_like(r), jnp.ones_like(r))]
+            return out
+        return fitmod.cramer_rao(stats, shower, fc)
+
+    f = jax.jit(jax.vmap(one))
+    out = []
+    for s in range(0, len(rec["event_id"]), 128):
+        sl = slice(s, s + 128)
+        sub = lambda t: jax.tree_util.tree_map(lambda a: jnp.asarray(a)[sl], t)
+        out.append(np.asarray(f(sub(truth), sub(batch.km2a_ed), sub(batch.km2a_md))))
+    return np.concatenate(out)
+
+
+def crb_figures(cov, rec, rng_seed=0, n_draw=200):
+    """68% angular containment [deg], 68% core error [m] and σ(log10 E) predicted by the CRB:
+    Gaussian draws from each event's bound, pooled like the real errors."""
+    rng = np.random.default_rng(rng_seed)
+    from detectors.shower import FIELDS
+
+    iz, ia, ix, iy, ie = (FIELDS.index(f) for f in ("zenith", "azimuth", "core_x", "core_y", "log10_energy"))
+    ang, core, de = [], [], []
+    for k in range(cov.shape[0]):
+        c = cov[k]
+        if not np.all(np.isfinite(c[np.ix_([iz, ia, ix, iy, ie], [iz, ia, ix, iy, ie])])):
+            continue
+        sub = c[np.ix_([iz, ia, ix, iy, ie], [iz, ia, ix, iy, ie])]
+        d = rng.multivariate_normal(np.zeros(5), sub + 1e-18 * np.eye(5), size=n_draw, method="eigh")
+        z, a = rec["true_zenith"][k], rec["true_azimuth"][k]
+        ang.append(angle_deg(z + d[:, 0], a + d[:, 1], np.full(n_draw, z), np.full(n_draw, a)))
+        core.append(np.hypot(d[:, 2], d[:, 3]))
+        de.append(d[:, 4])
+    ang, core, de = (np.concatenate(x) for x in (ang, core, de))
+    return {"ang68": float(np.percentile(ang, 68)), "core68": float(np.percentile(core, 68)),
+            "sigma_log10E": float(np.std(de)),
+            "E_res68_pct": float(100 * np.percentile(np.abs(10 ** de - 1), 68))}
+
+
+def resolution_figures(rec, out, select):
+    ang = angle_deg(out["reco_zenith"], out["reco_azimuth"], rec["true_zenith"], rec["true_azimuth"])
+    core = np.hypot(out["reco_core_x"] - rec["true_core_x"], out["reco_core_y"] - rec["true_core_y"])
+    de = out["reco_log10_energy"] - rec["true_log10_energy"]
+    s = select
+    ratio = 10 ** de[s]
+    return {"n": int(s.sum()), "ang68": float(np.percentile(ang[s], 68)),
+            "core68": float(np.percentile(core[s], 68)),
+            "sigma_log10E": float(np.std(de[s])),
+            "E_res68_pct": float(100 * np.percentile(np.abs(ratio - 1), 68)),
+            "E_bias_pct": float(100 * (np.median(ratio) - 1))}
