@@ -35,11 +35,12 @@ def file_kind(path) -> str:
                          kind="tree")
 
 
-def read_file(path, km2a=None, wcda=None, wfcta=None, run: int = 0) -> dict:
-    """Read an event file of either kind into records (see :mod:`joint.io.schema`)."""
+def read_file(path, km2a=None, wcda=None, wfcta=None, run: int = 0, **lhevent_kwargs) -> dict:
+    """Read an event file of either kind into records (see :mod:`joint.io.schema`);
+    ``lhevent_kwargs`` go to :func:`joint.io.lhevent.read_lhevent` (e.g. azimuth_offset_deg)."""
     from joint.io import lhevent, schema
 
     kind = file_kind(path)
     if kind == "own":
         return schema.read_events(path, km2a=km2a, wcda=wcda, wfcta=wfcta)
-    return lhevent.read_lhevent(path, km2a=km2a, wcda=wcda, run=run)
+    return lhevent.read_lhevent(path, km2a=km2a, wcda=wcda, run=run, **lhevent_kwargs)
