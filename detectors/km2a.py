@@ -296,7 +296,7 @@ def expected(shower: Shower, geometry: Geometry, response: Response,
 # likelihood
 # ---------------------------------------------------------------------------------------------
 _MU_FLOOR = 1e-6
-_LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
+_LOG_SQRT_2PI = float(0.5 * np.log(2 * np.pi))
 
 
 def _channel_nll(q, t, hit, valid, mu, t_front, tau, sigma_el, gain, sigma_q, threshold,

@@ -422,7 +422,7 @@ def _fit_one(nll_fn, terms_fn, config, data, seed):
         theta, fval, grad, hess, lam, last = state
         step = _damped_step(grad, hess, lam, max_step)
         trial, _ = _project(theta + step, lo, hi, names, config)
-        ft, gt, ht = value_grad_hess(trial)
+        ft, gt, ht = (x.astype(dtype) for x in value_grad_hess(trial))
         ok = all_finite(ft, gt, ht) & ((ft < fval) | ~jnp.isfinite(fval))
         progress = ok & ((fval - ft > config.tol) | ~jnp.isfinite(fval))
         new = (
