@@ -22,3 +22,24 @@ class EventFileError(ValueError):
             super().__init__(f"{self.path}: {problem}")
         else:
             super().__init__(f"{self.path}: {kind} '{self.field}' {problem}")
+
+
+def open_tree(path, tree_name: str):
+    """Open ``path`` with uproot and return (file, tree); EventFileError naming the file when it
+    cannot be opened, the tree is missing or has no entries. The caller closes the file."""
+    import uproot
+
+    try:
+        fin = uproot.open(path)
+    except Exception as err:  # noqa: BLE001 - uproot raises many types for unreadable files
+        raise EventFileError(path, "<file>", f"cannot be opened as ROOT ({err})", kind="file") \
+            from None
+    if tree_name not in fin:
+        keys = list(fin.keys())
+        fin.close()
+        raise EventFileError(path, tree_name, f"is missing (keys: {keys})", kind="tree")
+    tree = fin[tree_name]
+    if tree.num_entries == 0:
+        fin.close()
+        raise EventFileError(path, tree_name, "has 0 entries (empty file)", kind="tree")
+    return fin, tree

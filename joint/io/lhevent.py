@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from joint.io.errors import EventFileError
+from joint.io.errors import EventFileError, open_tree
 from joint.io.schema import check_ids, validate_records
 
 TREE = "event"
@@ -63,21 +63,10 @@ def read_lhevent(path, km2a=None, wcda=None, run: int = 0, azimuth_offset_deg: f
     tree, NaN hit times, mismatched hit arrays, and (when layouts are given) ids outside them.
     """
     import awkward as ak
-    import uproot
 
     path = Path(path)
-    try:
-        fin = uproot.open(path)
-    except Exception as err:  # noqa: BLE001
-        raise EventFileError(path, "<file>", f"cannot be opened as ROOT ({err})", kind="file") \
-            from None
+    fin, tree = open_tree(path, TREE)
     with fin:
-        if TREE not in fin:
-            raise EventFileError(path, TREE, f"is missing (keys: {list(fin.keys())})",
-                                 kind="tree")
-        tree = fin[TREE]
-        if tree.num_entries == 0:
-            raise EventFileError(path, TREE, "has 0 entries (empty file)", kind="tree")
         leaf = {}
         for k in tree.keys(recursive=True):
             leaf.setdefault(k.split("/")[-1], k)

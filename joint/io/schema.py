@@ -39,7 +39,7 @@ from typing import Mapping
 import numpy as np
 
 from joint.event import Event, build_block, stack_events
-from joint.io.errors import EventFileError
+from joint.io.errors import EventFileError, open_tree
 
 TREE = "events"
 SCALARS = {"run": np.int32, "event_id": np.int64, "time_mjd": np.float64}
@@ -205,25 +205,14 @@ def read_events(path, km2a=None, wcda=None, wfcta=None, entry_start=None, entry_
     branch, a hit group with a missing branch, 0 entries, mismatched jagged lengths, NaN hit
     times or charges, and (when layouts are given) hit ids outside the layouts.
     """
-    import uproot
     ak = _ak()
     path = Path(path)
-    try:
-        fin = uproot.open(path)
-    except Exception as err:  # noqa: BLE001 - uproot raises many types for unreadable files
-        raise EventFileError(path, "<file>", f"cannot be opened as ROOT ({err})", kind="file") \
-            from None
+    fin, tree = open_tree(path, TREE)
     with fin:
-        if TREE not in fin:
-            raise EventFileError(path, TREE, f"is missing (keys: {list(fin.keys())})",
-                                 kind="tree")
-        tree = fin[TREE]
         keys = set(tree.keys())
         for name in SCALARS:
             if name not in keys:
                 raise EventFileError(path, name, "is missing")
-        if tree.num_entries == 0:
-            raise EventFileError(path, TREE, "has 0 entries (empty file)", kind="tree")
         wanted = [k for k in keys if k in SCALARS or k in TRUTH
                   or any(k.startswith(g + "_") for g in GROUPS)]
         arrays = tree.arrays(wanted, library="ak", entry_start=entry_start, entry_stop=entry_stop)
