@@ -92,24 +92,43 @@ def build_block(ids, times, pes, n_channels: int, index_map: Callable | None = N
         raise ValueError(f"ids, times, pes must have the same shape, got {ids.shape}, "
                          f"{times.shape}, {pes.shape}")
     idx = np.asarray(index_map(ids) if index_map is not None else ids, np.int64)
+    block = build_batch_block(np.zeros(idx.size, np.int64), idx, times, pes, 1, n_channels,
+                              None if valid is None else np.asarray(valid, bool)[None])
+    return ChannelBlock(*[x[0] for x in block])
+
+
+def build_batch_block(rows, idx, times, pes, n_events: int, n_channels: int,
+                      valid=None) -> ChannelBlock:
+    """Vectorised :func:`build_block` for a whole batch: hit ``k`` of the flat arrays belongs to
+    event ``rows[k]`` and dense channel ``idx[k]``. Same rule (the largest charge per channel is
+    kept, ties keep the first in input order; ``n_pulses`` counts all).
+
+    valid : optional (n_channels,) or (n_events, n_channels) bool. Returns (n_events, n_channels)
+    numpy arrays.
+    """
+    rows = np.asarray(rows, np.int64)
+    idx = np.asarray(idx, np.int64)
+    times = np.asarray(times, np.float64)
+    pes = np.asarray(pes, np.float64)
     if idx.size and (idx.min() < 0 or idx.max() >= n_channels):
         raise ValueError(f"dense channel index outside [0, {n_channels})")
-    signal = np.zeros(n_channels)
-    time = np.zeros(n_channels)
-    n_pulses = np.bincount(idx, minlength=n_channels).astype(np.int32)
-    if idx.size:
-        # sort by (channel, -charge, input order); the first of each channel is the kept hit
-        order = np.lexsort((np.arange(idx.size), -pes, idx))
-        first = np.ones(idx.size, bool)
-        first[1:] = idx[order][1:] != idx[order][:-1]
+    flat = rows * n_channels + idx
+    size = n_events * n_channels
+    signal = np.zeros(size)
+    time = np.zeros(size)
+    n_pulses = np.bincount(flat, minlength=size).astype(np.int32)
+    if flat.size:
+        # sort by (slot, -charge, input order); the first of each slot is the kept hit
+        order = np.lexsort((np.arange(flat.size), -pes, flat))
+        first = np.ones(flat.size, bool)
+        first[1:] = flat[order][1:] != flat[order][:-1]
         keep = order[first]
-        signal[idx[keep]] = pes[keep]
-        time[idx[keep]] = times[keep]
-    hit = n_pulses > 0
-    valid = np.ones(n_channels, bool) if valid is None else np.asarray(valid, bool)
-    if valid.shape != (n_channels,):
-        raise ValueError(f"valid must have shape ({n_channels},), got {valid.shape}")
-    return ChannelBlock(signal=signal, time=time, hit=hit & valid, valid=valid,
+        signal[flat[keep]] = pes[keep]
+        time[flat[keep]] = times[keep]
+    shape = (n_events, n_channels)
+    signal, time, n_pulses = signal.reshape(shape), time.reshape(shape), n_pulses.reshape(shape)
+    valid = np.ones(shape, bool) if valid is None else np.broadcast_to(np.asarray(valid, bool), shape)
+    return ChannelBlock(signal=signal, time=time, hit=(n_pulses > 0) & valid, valid=valid.copy(),
                         n_pulses=np.where(valid, n_pulses, 0).astype(np.int32))
 
 

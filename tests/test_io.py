@@ -313,3 +313,22 @@ def test_stack_and_pad():
     # jax pytree: leaves of the padded batch all have the leading axis 8
     import jax
     assert {np.shape(x)[0] for x in jax.tree_util.tree_leaves(padded)} == {8}
+
+
+def test_vectorised_batch_equals_per_event_blocks(shared_data):
+    """to_event_batch (vectorised over events) gives exactly the blocks of to_events + stack."""
+    from detectors.layout import km2a_layout
+    from joint.event import stack_events
+    from joint.io import read_file
+    from joint.io.schema import to_event_batch, to_events
+
+    lay = km2a_layout("full")
+    rec = read_file(shared_data / "lhaaso/km2a/KM2AMCTest.root", km2a=lay)
+    a = to_event_batch(rec, km2a=lay, as_jax=False)
+    b = stack_events(to_events(rec, km2a=lay), as_jax=False)
+    for blk in ("km2a_ed", "km2a_md"):
+        for x, y in zip(getattr(a, blk), getattr(b, blk)):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    np.testing.assert_array_equal(np.asarray(a.event_id), np.asarray(b.event_id))
+    for k in a.truth:
+        np.testing.assert_array_equal(np.asarray(a.truth[k]), np.asarray(b.truth[k]))
