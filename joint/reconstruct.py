@@ -209,8 +209,15 @@ def _refit_stragglers(nll_fn, terms, data, result, info, cfg):
     config = cfg.fit_config._replace(n_iter=cfg.refit_iter)
     r2, i2 = fitmod.fit_events(nll_fn, sub(data), sub(result.shower), config, terms_fn=terms)
     n = idx.size
-    put = lambda full, part: jax.tree_util.tree_map(
-        lambda a, b: jnp.asarray(a).at[idx].set(jnp.asarray(b)[:n]), full, part)
+    # merge on the host: a device scatter with a varying number of indices would compile a new
+    # kernel for every straggler count (memory grew by ~25 MB per 1000 events streamed)
+    def put(full, part):
+        def one(a, b):
+            a = np.array(a)
+            a[idx] = np.asarray(b)[:n]
+            return a
+        return jax.tree_util.tree_map(one, full, part)
+
     info2 = i2._replace(n_iter=i2.n_iter + cfg.n_iter)
     return put(result, r2), put(info, info2)
 
