@@ -49,8 +49,8 @@ class ReconstructionConfig:
     n_ed, n_md : active channels per event (``joint.likelihood``); None = all
     n_iter : fixed iterations of the first pass
     refit_iter : iterations of the second pass, run only on the events the first pass left at
-        MAX_ITER, compacted into a small batch (a power of two ≥ 8) so that stragglers do not set
-        the cost of the whole batch (PERFORMANCE.md §6, item 3); 0 disables it
+        MAX_ITER, compacted into sub-batches of ``REFIT_BATCH`` (64) events so that stragglers do
+        not set the cost of the whole batch (PERFORMANCE.md §6, item 3); 0 disables it
     algorithm : "scoring" (Fisher scoring, default) or "newton" (exact Hessian)
     xmax_prior : add the Gaussian Xmax prior of the hypothesis (``joint.likelihood.XmaxPrior``)
     """
@@ -197,29 +197,38 @@ def reconstruct_batch(batch, geometry: km2a.Geometry, response: km2a.Response,
     return out
 
 
+#: size of the straggler pass's sub-batches (events left at MAX_ITER are refitted in batches of
+#: this fixed size, so the pass compiles once)
+REFIT_BATCH = 64
+
+
 def _refit_stragglers(nll_fn, terms, data, result, info, cfg):
     """Second pass for the events left at MAX_ITER, started from where the first pass stopped."""
     status = np.asarray(info.status)
     idx = np.nonzero(status == fitmod.MAX_ITER)[0]
     if cfg.refit_iter <= 0 or idx.size == 0:
         return result, info
-    size = max(8, 1 << int(np.ceil(np.log2(idx.size))))
-    take = np.concatenate([idx, np.full(size - idx.size, idx[0])])
-    sub = lambda t: jax.tree_util.tree_map(lambda a: a[take], t)
     config = cfg.fit_config._replace(n_iter=cfg.refit_iter)
-    r2, i2 = fitmod.fit_events(nll_fn, sub(data), sub(result.shower), config, terms_fn=terms)
-    n = idx.size
-    # merge on the host: a device scatter with a varying number of indices would compile a new
-    # kernel for every straggler count (memory grew by ~25 MB per 1000 events streamed)
-    def put(full, part):
-        def one(a, b):
-            a = np.array(a)
-            a[idx] = np.asarray(b)[:n]
-            return a
-        return jax.tree_util.tree_map(one, full, part)
+    # fixed sub-batches of REFIT_BATCH events: one compilation for any number of stragglers
+    parts = []
+    for start in range(0, idx.size, REFIT_BATCH):
+        chunk = idx[start:start + REFIT_BATCH]
+        take = np.concatenate([chunk, np.full(REFIT_BATCH - chunk.size, chunk[0])])
+        sub = lambda t: jax.tree_util.tree_map(lambda a: jnp.take(jnp.asarray(a), take, axis=0), t)
+        r2, i2 = fitmod.fit_events(nll_fn, sub(data), sub(result.shower), config, terms_fn=terms)
+        parts.append((chunk, r2, i2._replace(n_iter=i2.n_iter + cfg.n_iter)))
 
-    info2 = i2._replace(n_iter=i2.n_iter + cfg.n_iter)
-    return put(result, r2), put(info, info2)
+    # merge on the host (a device scatter with a varying number of indices would compile a new
+    # kernel for every straggler count)
+    def merge(full, which):
+        def leaf(a, *bs):
+            a = np.array(a)
+            for (chunk, *_), b in zip(parts, bs):
+                a[chunk] = np.asarray(b)[:chunk.size]
+            return a
+        return jax.tree_util.tree_map(leaf, full, *[p[which] for p in parts])
+
+    return merge(result, 1), merge(info, 2)
 
 
 @lru_cache(maxsize=16)
