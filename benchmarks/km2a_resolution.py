@@ -34,13 +34,16 @@ def main(argv=None):
     ap.add_argument("--primaries", nargs="+", default=["gamma", "proton"])
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--age-sigma", type=float, default=0.05,
+                    help="simulated lateral-age fluctuation (not in the model); 0 = model-consistent")
     args = ap.parse_args(argv)
     from detectors.layout import km2a_layout
 
     lay = km2a_layout("full")
     rows = []
     print(f"# KM2A resolution, {time.strftime('%Y-%m-%d')}, {machine()}")
-    print(f"# {args.n_events} triggered events per point, zenith < 40°, cores within 400 m")
+    print(f"# {args.n_events} triggered events per point, zenith < 40°, cores within 400 m, "
+          f"age fluctuation {args.age_sigma}")
     hdr = (f"{'primary':7s} {'lgE':>4s} {'sel':>4s} {'n':>4s} {'conv%':>5s} | {'ang68°':>7s} {'CRB':>6s} "
            f"{'ratio':>5s} | {'core68m':>7s} {'CRB':>5s} {'ratio':>5s} | {'Eres%':>6s} {'CRB':>5s} "
            f"{'ratio':>5s} {'bias%':>6s}")
@@ -48,7 +51,8 @@ def main(argv=None):
     for prim in args.primaries:
         hyp = "gamma" if prim == "gamma" else "hadron"
         for k, lg in enumerate(args.energies):
-            rec, out, t = simulate_and_reconstruct(prim, lg, args.n_events, args.seed + 17 * k, hyp)
+            rec, out, t = simulate_and_reconstruct(prim, lg, args.n_events, args.seed + 17 * k, hyp,
+                                                   age_sigma=args.age_sigma)
             conv = out["status"] == 0
             cov = crb_covariances(rec, hyp)
             for sel_name, sel in (("all", conv),
