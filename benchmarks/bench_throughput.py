@@ -31,9 +31,15 @@ def main(argv=None) -> dict:
                     help="events fitted with iminuit (default min(n_events, 64))")
     ap.add_argument("--seed", type=int, default=5, help="simulation seed")
     ap.add_argument("--json", type=Path, default=None, help="write every number to this JSON file")
+    ap.add_argument("--n-ed", type=int, default=None, help="active EDs per event (default 768)")
+    ap.add_argument("--n-md", type=int, default=None, help="active MDs per event (default 192)")
     args = ap.parse_args(argv)
+    from joint.reconstruct import ReconstructionConfig
+
+    kw = {k: v for k, v in (("n_ed", args.n_ed), ("n_md", args.n_md)) if v is not None}
+    cfg = ReconstructionConfig(hypothesis="gamma" if args.primary == "gamma" else "hadron", **kw)
     res = run_bench(n_events=args.n_events, primary=args.primary, log10_energy=args.log10_energy,
-                    batch_size=args.batch_size, n_iminuit=args.n_iminuit, seed=args.seed)
+                    batch_size=args.batch_size, n_iminuit=args.n_iminuit, seed=args.seed, cfg=cfg)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(res, indent=1))

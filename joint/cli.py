@@ -124,9 +124,12 @@ def cmd_reconstruct(args) -> int:
 
 def cmd_bench(args) -> int:
     from joint.bench import format_table, run_bench
+    from joint.reconstruct import ReconstructionConfig
 
+    kw = {k: v for k, v in (("n_ed", args.n_ed), ("n_md", args.n_md)) if v is not None}
+    cfg = ReconstructionConfig(hypothesis="gamma" if args.primary == "gamma" else "hadron", **kw)
     res = run_bench(n_events=args.n_events, primary=args.primary, log10_energy=args.log10_energy,
-                    batch_size=args.batch_size, n_iminuit=args.n_iminuit, seed=args.seed,
+                    batch_size=args.batch_size, n_iminuit=args.n_iminuit, seed=args.seed, cfg=cfg,
                     out=lambda *a, **k: None)
     print(format_table(res))
     return 0
@@ -186,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--n-iminuit", type=int, default=48)
     s.add_argument("--seed", type=int, default=5)
+    s.add_argument("--n-ed", type=int, default=None, help="active EDs per event (default 768)")
+    s.add_argument("--n-md", type=int, default=None, help="active MDs per event (default 192)")
     s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("demo", help="run the demonstration (make demo)")

@@ -6,10 +6,11 @@ A KM2A event touches ~6400 channels, but the likelihood's information sits withi
 metres of the core: far channels expect ≪ 1 particle, and their hits are noise. For speed, each
 event's likelihood is evaluated on a FIXED number of channels nearest to the seed core
 (``n_ed`` EDs, ``n_md`` MDs; gathered with ``lax.top_k`` inside jit, so shapes stay fixed and one
-compilation serves every event). With the defaults (768 EDs ≈ 220 m, 192 MDs ≈ 260 m around the
-seed core) the fitted resolution equals that of the full array within the statistical precision
-of the benchmark (``benchmarks/km2a_resolution.py --compare-active``), at ~8× less work.
-Set ``n_ed = n_md = None`` for every channel.
+compilation serves every event). Measured on the same 256 photons at 100 TeV
+(``benchmarks/fitter_choices.py``, BENCHMARKS.md): 768 EDs + 192 MDs (the default, ≈ 220 m
+around the seed core) fit at 8× the speed of the full array with the same core and energy
+resolution and a 15% wider 68% angular containment (0.154° vs 0.134°: far channels add timing
+lever arm); 384 + 96 is another 2× faster at 0.168°. Set ``n_ed = n_md = None`` for every channel.
 
 Data layout
 -----------
