@@ -111,6 +111,10 @@ def cmd_reconstruct(args) -> int:
     dets = _parse_detectors(args.detectors)
     if dets != ("km2a",):
         raise SystemExit("lhaaso-joint: reconstruct supports --detectors km2a so far")
+    if Path(args.output).exists() and not args.overwrite:
+        print(f"lhaaso-joint: {args.output} exists (a finished run); skipping. Use --overwrite "
+              "to redo it.", file=sys.stderr)
+        return 0
     free = tuple(args.free.split(",")) if args.free else None
     cfg = ReconstructionConfig(hypothesis=args.hypothesis, free=free, n_iter=args.n_iter)
     summary = reconstruct_files(args.inputs, args.output, cfg, batch_size=args.batch_size,
@@ -180,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n-iter", type=int, default=12)
     s.add_argument("--layout", default="full", help="KM2A layout: full or 3/4")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--overwrite", action="store_true",
+                   help="redo the run even if the output exists (default: a finished output is kept)")
     s.set_defaults(func=cmd_reconstruct)
 
     s = sub.add_parser("bench", help="batched fitter vs iminuit on the same likelihood")
