@@ -183,29 +183,6 @@ class KM2APhysics(NamedTuple):
 DEFAULT_PHYSICS = KM2APhysics()
 
 
-class Expectation(NamedTuple):
-    """Mean signals of every channel. ed_*: (n_ed,), md_*: (n_md,).
-
-    ed_particles : mean particle number (EM + muons) in each ED;  md_muons : mean muons per MD
-    ed_time, md_time : arrival time of the front (plane + curvature + offset) [ns]
-    ed_front_tau, md_front_tau : front thickness τ(r) [ns]; the first of n particles lags the
-        front by ≈ τ/n (its mean and spread), n taken from the observed charge in ``nll``
-    ed_em : EM part of ed_particles;  n_e : EM size at the ground;  n_mu : muon size;
-    age : lateral age (scalars for the event)
-    """
-
-    ed_particles: jnp.ndarray
-    ed_time: jnp.ndarray
-    ed_front_tau: jnp.ndarray
-    md_muons: jnp.ndarray
-    md_time: jnp.ndarray
-    md_front_tau: jnp.ndarray
-    ed_em: jnp.ndarray
-    n_e: jnp.ndarray
-    n_mu: jnp.ndarray
-    age: jnp.ndarray
-
-
 class Prediction(NamedTuple):
     """The part of an Expectation that the likelihood needs (what the fitter differentiates):
     ed_particles, ed_time, ed_front_tau (n_ed,), md_muons, md_time, md_front_tau (n_md,)."""
@@ -216,6 +193,30 @@ class Prediction(NamedTuple):
     md_muons: jnp.ndarray
     md_time: jnp.ndarray
     md_front_tau: jnp.ndarray
+
+
+class Expectation(NamedTuple):
+    """Mean signals of every channel: the likelihood's :class:`Prediction` plus event summaries.
+
+    prediction : Prediction — ed_particles (mean particles, EM + muons, per ED), ed_time (front
+        arrival [ns]), ed_front_tau (front thickness τ(r) [ns]; the first of n particles lags by
+        ≈ τ/n, n from the observed charge in ``nll``), and the same for the MDs (md_muons, ...)
+    ed_em : (n_ed,) EM part of ed_particles;  n_e : EM size at the ground;  n_mu : muon size;
+    age : lateral age (scalars for the event)
+
+    The Prediction's fields are also readable directly (``e.ed_particles``), so ``nll`` takes an
+    Expectation or a Prediction.
+    """
+
+    prediction: "Prediction"
+    ed_em: jnp.ndarray
+    n_e: jnp.ndarray
+    n_mu: jnp.ndarray
+    age: jnp.ndarray
+
+
+for _f in Prediction._fields:
+    setattr(Expectation, _f, property(lambda self, _f=_f: getattr(self.prediction, _f)))
 
 
 class Observed(NamedTuple):
@@ -247,8 +248,7 @@ def predict(shower: Shower, geometry: Geometry, response: Response,
             physics: KM2APhysics = DEFAULT_PHYSICS) -> Prediction:
     """The likelihood's inputs only (see :class:`Prediction`); cheaper to differentiate than
     :func:`expected`. ``nll`` accepts either."""
-    e = expected(shower, geometry, response, physics)
-    return Prediction(*(getattr(e, f) for f in Prediction._fields))
+    return expected(shower, geometry, response, physics).prediction
 
 
 def expected(shower: Shower, geometry: Geometry, response: Response,
@@ -294,8 +294,9 @@ def expected(shower: Shower, geometry: Geometry, response: Response,
 
     ed_t, ed_tau = timing(r_ed, d_ed, response.ed_time_offset)
     md_t, md_tau = timing(r_md, d_md, response.md_time_offset)
-    return Expectation(ed_particles=ed_particles, ed_time=ed_t, ed_front_tau=ed_tau,
-                       md_muons=md_muons, md_time=md_t, md_front_tau=md_tau, ed_em=ed_em,
+    prediction = Prediction(ed_particles=ed_particles, ed_time=ed_t, ed_front_tau=ed_tau,
+                            md_muons=md_muons, md_time=md_t, md_front_tau=md_tau)
+    return Expectation(prediction=prediction, ed_em=ed_em,
                        n_e=n_e0, n_mu=n_mu, age=s_ch)
 
 
@@ -382,6 +383,10 @@ def information_weights(expectation, geometry: Geometry, response: Response):
     Expectation or a Prediction), for Fisher
     scoring (``joint.fit.ScoringModel``): 1/Var of the particle counts (Poisson inflated by the
     charge resolution) and P(hit)/σ_t² of the arrival times; 0 for the other fields."""
+    if isinstance(expectation, Expectation):
+        zero = jax.tree_util.tree_map(jnp.zeros_like, expectation)
+        return zero._replace(prediction=information_weights(expectation.prediction, geometry,
+                                                            response))
     e = expectation
     ed_live = jnp.asarray(geometry.ed_live, e.ed_particles.dtype)
     md_live = jnp.asarray(geometry.md_live, e.md_muons.dtype)
