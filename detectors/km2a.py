@@ -378,50 +378,44 @@ def nll(observed: Observed, expectation: Expectation, geometry: Geometry, respon
     return jnp.sum(ed_nll) + jnp.sum(md_nll)
 
 
+def _moments(p, geometry: Geometry, response: Response):
+    """(mean, variance, weight) of the four predicted quantities of a Prediction ``p``: particle
+    counts (Poisson, variance inflated by the charge resolution; weight = channel alive) and
+    first-particle times (Gaussian; weight = probability that the channel is hit). The one
+    statement of the model's expected information, used by Fisher scoring and the CRB."""
+    ed_live = jnp.asarray(geometry.ed_live, p.ed_particles.dtype)
+    md_live = jnp.asarray(geometry.md_live, p.md_muons.dtype)
+    ed_mu = jnp.maximum(p.ed_particles, _MU_FLOOR)
+    md_mu = jnp.maximum(p.md_muons, _MU_FLOOR)
+    return {
+        "ed_particles": (ed_mu, ed_mu * (1.0 + response.ed_charge_resolution ** 2), ed_live),
+        "md_muons": (md_mu, md_mu * (1.0 + response.md_charge_resolution ** 2), md_live),
+        "ed_time": (p.ed_time, response.ed_time_resolution_ns ** 2
+                    + (p.ed_front_tau / jnp.maximum(ed_mu, 1.0)) ** 2, ed_live * -jnp.expm1(-ed_mu)),
+        "md_time": (p.md_time, response.md_time_resolution_ns ** 2
+                    + (p.md_front_tau / jnp.maximum(md_mu, 1.0)) ** 2, md_live * -jnp.expm1(-md_mu)),
+    }
+
+
 def information_weights(expectation, geometry: Geometry, response: Response):
     """Expected information of each predicted number (a pytree shaped like ``expectation``, an
-    Expectation or a Prediction), for Fisher
-    scoring (``joint.fit.ScoringModel``): 1/Var of the particle counts (Poisson inflated by the
-    charge resolution) and P(hit)/σ_t² of the arrival times; 0 for the other fields."""
+    Expectation or a Prediction), for Fisher scoring (``joint.fit.ScoringModel``): weight/variance
+    of :func:`_moments` for counts and times, 0 for the other fields."""
     if isinstance(expectation, Expectation):
         zero = jax.tree_util.tree_map(jnp.zeros_like, expectation)
         return zero._replace(prediction=information_weights(expectation.prediction, geometry,
                                                             response))
-    e = expectation
-    ed_live = jnp.asarray(geometry.ed_live, e.ed_particles.dtype)
-    md_live = jnp.asarray(geometry.md_live, e.md_muons.dtype)
-    ed_mu = jnp.maximum(e.ed_particles, _MU_FLOOR)
-    md_mu = jnp.maximum(e.md_muons, _MU_FLOOR)
-    w_ed = ed_live / (ed_mu * (1.0 + response.ed_charge_resolution ** 2))
-    w_md = md_live / (md_mu * (1.0 + response.md_charge_resolution ** 2))
-    s2_ed = response.ed_time_resolution_ns ** 2 + (e.ed_front_tau / jnp.maximum(ed_mu, 1.0)) ** 2
-    s2_md = response.md_time_resolution_ns ** 2 + (e.md_front_tau / jnp.maximum(md_mu, 1.0)) ** 2
-    zero = jax.tree_util.tree_map(jnp.zeros_like, e)
-    return zero._replace(ed_particles=w_ed, md_muons=w_md,
-                         ed_time=ed_live * -jnp.expm1(-ed_mu) / s2_ed,
-                         md_time=md_live * -jnp.expm1(-md_mu) / s2_md)
+    zero = jax.tree_util.tree_map(jnp.zeros_like, expectation)
+    return zero._replace(**{k: w / var for k, (_, var, w) in
+                            _moments(expectation, geometry, response).items()})
 
 
 def fisher_stats(shower: Shower, geometry: Geometry, response: Response,
                  physics: KM2APhysics = DEFAULT_PHYSICS):
     """(mean, variance, weight) triples for the Cramér–Rao bound of ``joint.fit.cramer_rao``:
-    particle counts (Poisson, variance inflated by the charge resolution) and first-particle
-    times (Gaussian, weighted by the probability that the channel is hit)."""
-    e = expected(shower, geometry, response, physics)
-    ed_live = jnp.asarray(geometry.ed_live, e.ed_particles.dtype)
-    md_live = jnp.asarray(geometry.md_live, e.md_muons.dtype)
-    ed_mu = jnp.maximum(e.ed_particles, _MU_FLOOR)
-    md_mu = jnp.maximum(e.md_muons, _MU_FLOOR)
-    kq_ed = 1.0 + response.ed_charge_resolution ** 2
-    kq_md = 1.0 + response.md_charge_resolution ** 2
-    return [
-        (ed_mu, ed_mu * kq_ed, ed_live),
-        (md_mu, md_mu * kq_md, md_live),
-        (e.ed_time, response.ed_time_resolution_ns ** 2 + (e.ed_front_tau / jnp.maximum(ed_mu, 1.0)) ** 2,
-         ed_live * -jnp.expm1(-ed_mu)),
-        (e.md_time, response.md_time_resolution_ns ** 2 + (e.md_front_tau / jnp.maximum(md_mu, 1.0)) ** 2,
-         md_live * -jnp.expm1(-md_mu)),
-    ]
+    the same expected information as :func:`information_weights` (see :func:`_moments`)."""
+    p = predict(shower, geometry, response, physics)
+    return list(_moments(p, geometry, response).values())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -246,7 +246,7 @@ def km2a_seed(ed_block, md_block, ed_pos, md_pos=None, *,
               reject_nsigma=3.0, reject_min=30.0,
               size_radius=100.0, size_time_window=(-30.0, 50.0),
               energy_slope=0.85, energy_offset=2.73, energy_sec_coeff=1.7,
-              xmax=550.0, log_muon_scale=0.0, n_hits_max=512, n_local=None) -> Shower:
+              xmax=550.0, log_muon_scale=0.0, n_hits_max=512) -> Shower:
     """Seed Shower for ONE KM2A event (pure JAX; vmap it for a batch, see :func:`seed_batch`).
 
     Parameters
@@ -278,8 +278,6 @@ def km2a_seed(ed_block, md_block, ed_pos, md_pos=None, *,
         (``lax.top_k``; channels without a hit carry no weight in any step, and an event has
         ~150-1000 hits, noise included) — the same seeds at a fraction of the cost of sorting
         and iterating over all 5216 EDs. None: every ED.
-    n_local [None]: optionally, after the core is found, the direction and size steps use only
-        the ``n_local`` channels nearest to it.
 
     Returns
     -------
@@ -305,10 +303,6 @@ def km2a_seed(ed_block, md_block, ed_pos, md_pos=None, *,
     # 2. core
     xy = pos[:, :2]
     core = optimized_centroid(xy, w_win, core_n_top, core_sigma_start, core_sigma_end, core_n_iter)
-    if n_local is not None and n_local < pos.shape[0]:
-        local = jax.lax.top_k(-jnp.sum((xy - core) ** 2, axis=-1), n_local)[1]
-        pos, time, part, in_win, w_win = (a[local] for a in (pos, time, part, in_win, w_win))
-        xy = pos[:, :2]
     d_ground = jnp.sqrt(jnp.sum((xy - core) ** 2, axis=-1))
 
     # 3. direction
