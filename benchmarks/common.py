@@ -37,35 +37,55 @@ def on_array(core_x, core_y, layout, radius=20.0, n_min=3):
     return n >= n_min
 
 
+def detector_setup(detectors):
+    """({name: layout}, {name: Geometry}, {name: Response}) at nominal response."""
+    from detectors import km2a, wcda
+    from detectors.layout import km2a_layout, wcda_layout
+
+    lays, geos, resps = {}, {}, {}
+    if "km2a" in detectors:
+        lays["km2a"] = km2a_layout("full")
+        geos["km2a"] = km2a.Geometry.from_layout(lays["km2a"])
+        resps["km2a"] = km2a.Response.nominal(geos["km2a"])
+    if "wcda" in detectors:
+        lays["wcda"] = wcda_layout()
+        geos["wcda"] = wcda.Geometry.from_layout(lays["wcda"])
+        resps["wcda"] = wcda.Response.nominal(geos["wcda"])
+    return lays, geos, resps
+
+
 def simulate_and_reconstruct(primary, log10_energy, n_events, seed, hypothesis, age_sigma=0.05,
-                             batch_size=256, cfg=None, zenith_max=40.0, core_radius=400.0):
-    """Simulate ``n_events`` triggered KM2A events at a fixed energy and reconstruct them.
+                             batch_size=256, cfg=None, zenith_max=40.0, core_radius=400.0,
+                             detectors=("km2a",), cores_on="array", fit_detectors=None,
+                             log10_energy_range=None, **sim_kwargs):
+    """Simulate ``n_events`` triggered events of ``detectors`` at a fixed energy (or in
+    ``log10_energy_range``) and reconstruct them with ``fit_detectors`` (default: the same).
 
     Returns (records, output columns, timing dict)."""
-    from detectors import km2a
-    from detectors.layout import km2a_layout
     from joint.event import pad_batch
     from joint.io.schema import to_event_batch
     from joint.reconstruct import ReconstructionConfig, reconstruct_batch
     from joint.simulation import simulate_records
 
-    lay = km2a_layout("full")
-    geo = km2a.Geometry.from_layout(lay)
-    resp = km2a.Response.nominal(geo)
+    lays, geos, resps = detector_setup(detectors)
     t0 = time.perf_counter()
-    rec, thrown = simulate_records(n_events, primary=primary, log10_energy_range=(log10_energy, log10_energy),
+    rng = log10_energy_range or (log10_energy, log10_energy)
+    rec, thrown = simulate_records(n_events, primary=primary, log10_energy_range=rng,
                                    zenith_max_deg=zenith_max, core_radius_m=core_radius, seed=seed,
-                                   km2a_layout=lay, age_sigma=age_sigma)
+                                   km2a_layout=lays.get("km2a"), wcda_layout=lays.get("wcda"),
+                                   age_sigma=age_sigma, detectors=detectors, cores_on=cores_on,
+                                   **sim_kwargs)
     t_sim = time.perf_counter() - t0
-    cfg = cfg or ReconstructionConfig(hypothesis=hypothesis)
+    cfg = cfg or ReconstructionConfig(hypothesis=hypothesis,
+                                      detectors=tuple(fit_detectors or detectors))
     cols = []
     t0 = time.perf_counter()
     for start in range(0, n_events, batch_size):
         sub = {k: v[start:start + batch_size] for k, v in rec.items()}
         n = len(sub["event_id"])
-        batch = to_event_batch(sub, km2a=lay, as_jax=False)
+        batch = to_event_batch(sub, km2a=lays.get("km2a"), wcda=lays.get("wcda"), as_jax=False)
         padded, _ = pad_batch(batch, batch_size)
-        out = reconstruct_batch(padded, geo, resp, cfg)
+        out = reconstruct_batch(padded, geos, resps, cfg)
         cols.append({k: v[:n] for k, v in out.items()})
     t_reco = time.perf_counter() - t0
     out = {k: np.concatenate([c[k] for c in cols]) for k in cols[0]}
@@ -74,36 +94,47 @@ def simulate_and_reconstruct(primary, log10_energy, n_events, seed, hypothesis, 
 
 def crb_covariances(rec, hypothesis, cfg=None):
     """Cramér–Rao covariance (B, 8, 8) of every event at its TRUE shower, on the same active
-    channels (around the true core) and the same free parameters as the fit."""
+    channels (around the true core), detectors and free parameters as the fit (``cfg``)."""
     import jax
     import jax.numpy as jnp
 
-    from detectors import km2a
-    from detectors.layout import km2a_layout
+    from detectors import km2a, wcda
     from detectors.primaries import shower_from_truth
     from joint import fit as fitmod
     from joint.io.schema import to_event_batch
-    from joint.likelihood import select_km2a, xmax_prior_residual
+    from joint.likelihood import select_km2a, select_wcda, xmax_prior_residual
     from joint.reconstruct import ReconstructionConfig, GAMMA_LOG_MUON_SCALE
 
     cfg = cfg or ReconstructionConfig(hypothesis=hypothesis)
-    lay = km2a_layout("full")
-    geo = km2a.Geometry.from_layout(lay)
-    resp = km2a.Response.nominal(geo)
-    batch = to_event_batch(rec, km2a=lay, as_jax=False)
+    lays, geos, resps = detector_setup(cfg.detectors)
+    batch = to_event_batch(rec, km2a=lays.get("km2a"), wcda=lays.get("wcda"), as_jax=False)
     truth = shower_from_truth(rec, dtype=jnp.float64)
     truth = truth._replace(t0=jnp.zeros_like(truth.t0))
     if hypothesis == "gamma":
         truth = truth._replace(log_muon_scale=jnp.full_like(truth.t0, GAMMA_LOG_MUON_SCALE))
-    physics = cfg.physics
     fc = cfg.fit_config
+    prior = cfg.prior
+    blocks = {}
+    if "km2a" in cfg.detectors:
+        blocks["km2a_ed"], blocks["km2a_md"] = batch.km2a_ed, batch.km2a_md
+    if "wcda" in cfg.detectors:
+        blocks["wcda"] = batch.wcda
 
-    def one(shower, ed, md):
-        data = select_km2a(ed, md, jnp.stack([shower.core_x, shower.core_y]), geo, resp, cfg.n_ed, cfg.n_md)
-        prior = cfg.prior
+    def one(shower, blk):
+        core = jnp.stack([shower.core_x, shower.core_y])
+        parts = []
+        if "km2a" in cfg.detectors:
+            d = select_km2a(blk["km2a_ed"], blk["km2a_md"], core, geos["km2a"], resps["km2a"],
+                            cfg.n_ed, cfg.n_md)
+            parts.append((km2a, d, cfg.physics_of("km2a")))
+        if "wcda" in cfg.detectors:
+            d = select_wcda(blk["wcda"], core, geos["wcda"], resps["wcda"], cfg.n_wcda)
+            parts.append((wcda, d, cfg.physics_of("wcda")))
 
         def stats(s):
-            out = km2a.fisher_stats(s, data.geometry, data.response, physics)
+            out = []
+            for mod, d, phys in parts:
+                out += mod.fisher_stats(s, d.geometry, d.response, phys)
             if prior is not None:
                 r = xmax_prior_residual(s, prior)
                 out = out + [(r, jnp.ones_like(r), jnp.ones_like(r))]
@@ -115,7 +146,7 @@ def crb_covariances(rec, hypothesis, cfg=None):
     for s in range(0, len(rec["event_id"]), 128):
         sl = slice(s, s + 128)
         sub = lambda t: jax.tree_util.tree_map(lambda a: jnp.asarray(a)[sl], t)
-        out.append(np.asarray(f(sub(truth), sub(batch.km2a_ed), sub(batch.km2a_md))))
+        out.append(np.asarray(f(sub(truth), sub(blocks))))
     return np.concatenate(out)
 
 

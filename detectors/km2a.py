@@ -59,9 +59,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import gammaln, log_ndtr
-
 from . import lateral, profile
+from .channel import LOG_SQRT_2PI, MU_FLOOR, counting_channel_nll, noise_probability
 from .shower import Shower, ground_slant_depth, shower_plane_coordinates
 
 __all__ = ["Geometry", "Response", "KM2APhysics", "Expectation", "Observed", "expected", "nll",
@@ -303,40 +302,20 @@ def expected(shower: Shower, geometry: Geometry, response: Response,
 # ---------------------------------------------------------------------------------------------
 # likelihood
 # ---------------------------------------------------------------------------------------------
-_MU_FLOOR = 1e-6
-_LOG_SQRT_2PI = float(0.5 * np.log(2 * np.pi))
+_MU_FLOOR = MU_FLOOR
+_LOG_SQRT_2PI = LOG_SQRT_2PI
 
 
 def _channel_nll(q, t, hit, valid, mu, t_front, tau, sigma_el, gain, sigma_q, threshold,
                  saturation, rate_hz, window_ns, noise_logpdf):
-    """−ln L per channel (shape of q). See the module docstring for the model."""
+    """−ln L per channel (shape of q): ``detectors.channel.counting_channel_nll`` in PE with the
+    mean G·μ and Var/mean F = G(1 + σ_q²), and the first-particle lag τ/n, n = max(q/G, 1)."""
     mu = jnp.maximum(mu, _MU_FLOOR)
     lag = tau / jnp.maximum(q / gain, 1.0)
-    t_exp = t_front + lag
-    sigma_t = jnp.sqrt(sigma_el ** 2 + lag ** 2)
-    k = 1.0 / (1.0 + sigma_q ** 2)
-    p_noise = -jnp.expm1(-rate_hz * window_ns * 1e-9)
-    is_hit = hit & (q >= threshold)
-    sat = q >= saturation
-    # signal part: scaled Poisson in particles (+ log Jacobian k/G), Gaussian first-arrival time
-    n_eff = k * jnp.where(is_hit, q, 0.0) / gain
-    mu_eff = k * mu
-    log_pois = n_eff * jnp.log(mu_eff) - mu_eff - gammaln(n_eff + 1.0) + jnp.log(k / gain)
-    # P(N >= n_sat): saturation sits at thousands of particles, where the normal approximation
-    # of the Poisson tail is excellent (and, unlike gammainc, twice differentiable in JAX)
-    n_sat = k * saturation / gain
-    log_sat = log_ndtr((mu_eff - n_sat) / jnp.sqrt(mu_eff))
-    log_q_sig = jnp.where(sat, log_sat, log_pois)
-    z = (t - t_exp) / sigma_t
-    z = jnp.where(is_hit, z, 0.0)
-    log_t_sig = -0.5 * z * z - jnp.log(sigma_t) - _LOG_SQRT_2PI
-    log_sig = log_q_sig + log_t_sig
-    # noise part: no shower particle, a noise hit with the noise charge spectrum, uniform time
-    log_noise = -mu_eff + jnp.log(p_noise) + noise_logpdf(q) - jnp.log(window_ns)
-    log_hit = jnp.logaddexp(log_sig, log_noise)
-    log_empty = -mu_eff + jnp.log1p(-p_noise)
-    out = -jnp.where(is_hit, log_hit, log_empty)
-    return jnp.where(valid, out, 0.0)
+    return counting_channel_nll(q, t, hit, valid, gain * mu, gain * (1.0 + sigma_q ** 2),
+                                t_front + lag, jnp.sqrt(sigma_el ** 2 + lag ** 2), threshold,
+                                saturation, noise_probability(rate_hz, window_ns), window_ns,
+                                noise_logpdf)
 
 
 def _ed_noise_logpdf(response):
@@ -472,7 +451,7 @@ def simulate(key, shower: Shower, geometry: Geometry, response: Response,
         t_sig = (t_front + _first_arrival(k2, n, tau)
                  + sigma_el * jax.random.normal(k3, n.shape))
         # noise hits (at most one kept per channel in the window)
-        p_noise = -jnp.expm1(-rate * response.window_ns * 1e-9)
+        p_noise = noise_probability(rate, response.window_ns)
         has_noise = jax.random.uniform(k4, n.shape) < p_noise
         t_noise = jax.random.uniform(k5, n.shape, minval=-half, maxval=half) + shower.t0
         q_noise = noise_charge(jax.random.fold_in(k5, 1), n.shape)

@@ -1,6 +1,7 @@
 """Throughput benchmark: the batched fitter against iminuit on the same likelihood.
 
-``run_bench`` simulates KM2A events at one fixed energy, prepares seeds and active-channel data
+``run_bench`` simulates events of the configured detectors (``cfg.detectors``: KM2A, WCDA or
+both; cores on the ponds when WCDA takes part) at one fixed energy, prepares seeds and active-channel data
 once (``joint.reconstruct.prepare``) and fits them
 
 * with the batched fitter, ``fit_events(nll_function(cfg), data, seeds, cfg.fit_config)``, in
@@ -90,6 +91,8 @@ def format_table(res: dict) -> str:
              for r in rows]
     a = res["agreement"]
     lines += [
+        f"detectors: {'+'.join(res.get('detectors', ['km2a']))}, {res['primary']} at log10(E/GeV) = "
+        f"{res['log10_energy']:g}, {res['dtype']}",
         f"prepare (seeds + channel selection, {res['n_events']} events): {res['prepare_s']:.3f} s "
         f"warm, {res['prepare_first_call_s']:.2f} s first call (incl. compile); not in events/s",
         f"batched: first call (trace + compile + run, {res['batch_size']} events) "
@@ -147,8 +150,8 @@ def run_bench(n_events: int = 256, primary: str = "gamma", log10_energy: float =
 def _run(n_events, primary, log10_energy, batch_size, n_iminuit, seed, cfg, say):
     from iminuit import Minuit
 
-    from detectors import km2a
-    from detectors.layout import km2a_layout
+    from detectors import km2a, wcda
+    from detectors.layout import km2a_layout, wcda_layout
     from joint import fit as fitmod
     from joint.io.schema import to_event_batch
     from joint.reconstruct import nll_function, prepare
@@ -158,20 +161,32 @@ def _run(n_events, primary, log10_energy, batch_size, n_iminuit, seed, cfg, say)
     nll_fn = nll_function(cfg)
 
     # ---- simulation and preparation -------------------------------------------------------
-    layout = km2a_layout("full")
-    geometry = km2a.Geometry.from_layout(layout)
-    response = km2a.Response.nominal(geometry)
+    layouts, geometry, response = {}, {}, {}
+    if "km2a" in cfg.detectors:
+        layouts["km2a"] = km2a_layout("full")
+        geometry["km2a"] = km2a.Geometry.from_layout(layouts["km2a"])
+        response["km2a"] = km2a.Response.nominal(geometry["km2a"])
+    if "wcda" in cfg.detectors:
+        layouts["wcda"] = wcda_layout()
+        geometry["wcda"] = wcda.Geometry.from_layout(layouts["wcda"])
+        response["wcda"] = wcda.Response.nominal(geometry["wcda"])
+    # showers on the ponds when WCDA takes part (its 1–30 TeV range, or joint fits of the
+    # showers that both arrays see)
+    cores_on = "wcda" if "wcda" in cfg.detectors else "array"
     t0 = time.perf_counter()
-    rec, thrown = simulate_records(n_events, primary=primary,
+    rec, thrown = simulate_records(n_events, primary=primary, detectors=cfg.detectors,
                                    log10_energy_range=(log10_energy, log10_energy),
                                    zenith_max_deg=40.0, core_radius_m=400.0, seed=seed,
-                                   km2a_layout=layout, response=response)
+                                   km2a_layout=layouts.get("km2a"), response=response.get("km2a"),
+                                   wcda_layout=layouts.get("wcda"),
+                                   wcda_response=response.get("wcda"), cores_on=cores_on)
     sim_s = time.perf_counter() - t0
     say(f"simulated {n_events} triggered {primary} events at log10E = {log10_energy} "
         f"({thrown} thrown) in {sim_s:.1f} s")
     truth = {f: np.asarray(rec[f"true_{f}"], np.float64)
              for f in ("core_x", "core_y", "zenith", "azimuth", "log10_energy")}
-    batch = to_event_batch(rec, km2a=layout, source="<bench>", as_jax=False)
+    batch = to_event_batch(rec, km2a=layouts.get("km2a"), wcda=layouts.get("wcda"),
+                           source="<bench>", as_jax=False)
     t0 = time.perf_counter()
     seeds, data = prepare(batch, geometry, response, cfg)
     jax.block_until_ready((seeds, data))
@@ -278,7 +293,7 @@ def _run(n_events, primary, log10_energy, batch_size, n_iminuit, seed, cfg, say)
         "n_events": n_events, "primary": primary, "log10_energy": float(log10_energy),
         "batch_size": batch_size, "n_iminuit": n_iminuit, "seed": seed,
         "hypothesis": cfg.hypothesis, "dtype": cfg.dtype, "n_iter": fc.n_iter, "free": list(fc.free),
-        "n_ed": cfg.n_ed, "n_md": cfg.n_md,
+        "n_ed": cfg.n_ed, "n_md": cfg.n_md, "n_wcda": cfg.n_wcda, "detectors": list(cfg.detectors),
         "backend": jax.default_backend(), "device": str(jax.devices()[0]),
         "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
         "jax_version": jax.__version__, "iminuit_version": __import__("iminuit").__version__,

@@ -5,13 +5,16 @@ Subcommands:
 * ``show FILE...``      summary of event files (own schema or G4KM2A LHEvent): events, detectors,
                          hits per event, truth ranges.
 * ``simulate``          sample primaries with the truth generator, simulate the detectors
-                         (``--detectors km2a``; ``none`` writes truth only) and write the
-                         project's schema; only triggered events are written.
-* ``reconstruct``       batched fits of event files (own schema or G4KM2A) into a ``reco`` tree.
+                         (``--detectors km2a``, ``wcda`` or ``km2a,wcda``; ``none`` writes truth
+                         only) and write the project's schema; only triggered events are written
+                         (``--cores-on wcda`` throws the cores on the WCDA ponds).
+* ``reconstruct``       batched fits of event files (own schema or G4KM2A) into a ``reco`` tree;
+                         ``--detectors auto`` (default) fits every built detector in the file
+                         jointly, ``km2a``, ``wcda`` or ``km2a,wcda`` choose.
 * ``bench``             throughput of the batched fitter next to iminuit on the same likelihood.
 * ``demo``              the end-to-end demonstration behind ``make demo``.
 
-WCDA and WFCTA, ``calibrate`` are added by the issues that build them.
+WFCTA and ``calibrate`` are added by the issues that build them.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import sys
 from pathlib import Path
 
 #: detectors whose forward model exists; the CLI refuses others with a clear message
-BUILT_DETECTORS: tuple[str, ...] = ("km2a",)
+BUILT_DETECTORS: tuple[str, ...] = ("km2a", "wcda")
 
 
 def _parse_detectors(text: str) -> tuple[str, ...]:
@@ -97,7 +100,7 @@ def cmd_simulate(args) -> int:
         n, primary=args.primary, detectors=dets, log10_energy_range=tuple(args.log10_energy_range),
         zenith_max_deg=args.zenith_max, core_radius_m=args.core_radius, seed=args.seed,
         run=args.run, mjd=args.mjd, km2a_layout=km2a_layout(args.layout), model=args.model,
-        progress=progress, age_sigma=args.age_sigma)
+        progress=progress, age_sigma=args.age_sigma, cores_on=args.cores_on)
     bar.close()
     write_events(out, records)
     print(f"wrote {n} triggered events ({args.primary}, {thrown} thrown, detectors: "
@@ -108,20 +111,23 @@ def cmd_simulate(args) -> int:
 def cmd_reconstruct(args) -> int:
     from joint.reconstruct import ReconstructionConfig, reconstruct_files
 
-    dets = _parse_detectors(args.detectors)
-    if dets != ("km2a",):
-        raise SystemExit("lhaaso-joint: reconstruct supports --detectors km2a so far")
+    dets = None if args.detectors == "auto" else _parse_detectors(args.detectors)
+    if dets == ():
+        raise SystemExit("lhaaso-joint: reconstruct needs at least one detector")
     if Path(args.output).exists() and not args.overwrite:
         print(f"lhaaso-joint: {args.output} exists (a finished run); skipping. Use --overwrite "
               "to redo it.", file=sys.stderr)
         return 0
     free = tuple(args.free.split(",")) if args.free else None
-    cfg = ReconstructionConfig(hypothesis=args.hypothesis, free=free, n_iter=args.n_iter)
+    cfg = ReconstructionConfig(hypothesis=args.hypothesis, free=free, n_iter=args.n_iter,
+                               **({"detectors": dets} if dets else {}))
     summary = reconstruct_files(args.inputs, args.output, cfg, batch_size=args.batch_size,
-                                layout_config=args.layout, progress=not args.quiet)
+                                layout_config=args.layout, progress=not args.quiet,
+                                detectors="auto" if dets is None else dets)
     st = summary["status_counts"]
     print(f"reconstructed {summary['events']} events in {summary['seconds']:.1f} s "
           f"({summary['events_per_s']:.1f} events/s incl. compilation and I/O) -> {args.output}")
+    print(f"detectors fitted: {','.join(summary['detectors'])}")
     print(f"status: converged {st[0]}, max_iter {st[1]}, non_finite {st[2]}, out_of_bounds {st[3]}")
     return 0
 
@@ -131,8 +137,13 @@ def cmd_bench(args) -> int:
     from joint.reconstruct import ReconstructionConfig
 
     kw = {k: v for k, v in (("n_ed", args.n_ed), ("n_md", args.n_md)) if v is not None}
-    cfg = ReconstructionConfig(hypothesis="gamma" if args.primary == "gamma" else "hadron", **kw)
-    res = run_bench(n_events=args.n_events, primary=args.primary, log10_energy=args.log10_energy,
+    dets = _parse_detectors(args.detectors)
+    cfg = ReconstructionConfig(hypothesis="gamma" if args.primary == "gamma" else "hadron",
+                               detectors=dets, **kw)
+    lg = args.log10_energy
+    if lg is None:  # a typical energy of the detector combination
+        lg = 5.0 if "km2a" in dets else 4.0
+    res = run_bench(n_events=args.n_events, primary=args.primary, log10_energy=lg,
                     batch_size=args.batch_size, n_iminuit=args.n_iminuit, seed=args.seed, cfg=cfg,
                     out=lambda *a, **k: None)
     print(format_table(res))
@@ -171,13 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--layout", default="full", help="KM2A layout: full or 3/4")
     s.add_argument("--age-sigma", type=float, default=0.05,
                    help="shower-to-shower lateral-age fluctuation (not in the fit model)")
+    s.add_argument("--cores-on", default="array", choices=("array", "wcda"),
+                   help="array: cores uniform within --core-radius of the KM2A centre; "
+                        "wcda: cores uniform on the WCDA cells")
     s.add_argument("-o", "--output", required=True)
     s.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("reconstruct", help="fit event files in batches")
     s.add_argument("inputs", nargs="+", help="own-schema or G4KM2A LHEvent ROOT files")
     s.add_argument("-o", "--output", required=True, help="output ROOT file (tree 'reco')")
-    s.add_argument("--detectors", default="km2a")
+    s.add_argument("--detectors", default="auto",
+                   help="auto (every built detector present in the first input), or a comma "
+                        "list: km2a, wcda, km2a,wcda")
     s.add_argument("--hypothesis", default="hadron", choices=("hadron", "gamma"))
     s.add_argument("--free", default=None, help="comma list of fitted Shower fields")
     s.add_argument("--batch-size", type=int, default=512)
@@ -191,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("bench", help="batched fitter vs iminuit on the same likelihood")
     s.add_argument("--n-events", type=int, default=256)
     s.add_argument("--primary", default="gamma")
-    s.add_argument("--log10-energy", type=float, default=5.0)
+    s.add_argument("--log10-energy", type=float, default=None,
+                   help="log10(E/GeV) (default 5.0 with KM2A, 4.0 for WCDA alone)")
+    s.add_argument("--detectors", default="km2a", help="km2a, wcda or km2a,wcda")
     s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--n-iminuit", type=int, default=48)
     s.add_argument("--seed", type=int, default=5)

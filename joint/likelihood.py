@@ -26,14 +26,18 @@ import jax.numpy as jnp
 
 from functools import lru_cache
 
-from detectors import km2a
+from detectors import km2a, wcda
 from detectors.shower import Shower
 from joint.fit import ScoringModel
 
-__all__ = ["KM2AData", "XmaxPrior", "xmax_prior_residual", "select_km2a", "km2a_model", "km2a_nll", "joint_nll", "DEFAULT_N_ED", "DEFAULT_N_MD"]
+__all__ = ["KM2AData", "WCDAData", "select_wcda", "wcda_model", "detector_model", "joint_model",
+           "DEFAULT_N_WCDA", "XmaxPrior", "xmax_prior_residual", "select_km2a", "km2a_model", "km2a_nll", "joint_nll", "DEFAULT_N_ED", "DEFAULT_N_MD"]
 
 DEFAULT_N_ED = 768
 DEFAULT_N_MD = 192
+#: WCDA cells per event (≈ 160 m × 160 m around the seed core; a 1–30 TeV shower's signal sits
+#: within ~100 m)
+DEFAULT_N_WCDA = 1024
 
 
 class KM2AData(NamedTuple):
@@ -73,6 +77,81 @@ def select_km2a(ed_block, md_block, core_xy, geometry: km2a.Geometry, response: 
     return KM2AData(geo, resp, obs)
 
 
+class WCDAData(NamedTuple):
+    geometry: wcda.Geometry
+    response: wcda.Response
+    observed: wcda.Observed
+
+
+#: per-cell fields of wcda.Response (gathered with the cells)
+_WCDA_PER_CELL = ("efficiency", "time_offset", "pe_per_muon", "small_ratio", "switch_pe",
+                  "saturation_pe", "noise_rate_hz")
+
+
+def select_wcda(block, core_xy, geometry: wcda.Geometry, response: wcda.Response,
+                n_cells: Optional[int] = DEFAULT_N_WCDA) -> WCDAData:
+    """The ``n_cells`` WCDA cells nearest to ``core_xy`` (2,) [m] for one event (fixed shape;
+    None = every cell). ``block``: ChannelBlock over every cell of ``geometry``."""
+    pos = jnp.asarray(geometry.cell_pos)
+    if n_cells is None or n_cells >= pos.shape[0]:
+        idx = jnp.arange(pos.shape[0])
+    else:
+        idx = jax.lax.top_k(-jnp.sum((pos[:, :2] - core_xy) ** 2, axis=1), n_cells)[1]
+    geo = geometry._replace(cell_pos=pos[idx], pond=jnp.asarray(geometry.pond)[idx],
+                            cell_live=jnp.asarray(geometry.cell_live)[idx])
+    resp = response._replace(**{f: jnp.asarray(getattr(response, f))[idx] for f in _WCDA_PER_CELL})
+    return WCDAData(geo, resp, wcda.Observed(cells=_gather(block, idx)))
+
+
+def _scoring(module, physics):
+    return ScoringModel(
+        predict=lambda s, d: module.predict(s, d.geometry, d.response, physics),
+        loss=lambda e, d: module.nll(d.observed, e, d.geometry, d.response),
+        weights=lambda e, d: module.information_weights(e, d.geometry, d.response))
+
+
+_MODULES = {"km2a": km2a, "wcda": wcda}
+
+
+@lru_cache(maxsize=32)
+def detector_model(name: str, physics) -> ScoringModel:
+    """One detector's likelihood (data: its KM2AData / WCDAData) as a Fisher-scoring model."""
+    if name not in _MODULES:
+        raise ValueError(f"unknown detector {name!r}; built: {sorted(_MODULES)}")
+    return _scoring(_MODULES[name], physics)
+
+
+@lru_cache(maxsize=32)
+def wcda_model(physics: wcda.WCDAPhysics = wcda.DEFAULT_PHYSICS) -> ScoringModel:
+    """WCDA likelihood of one event (WCDAData) as a Fisher-scoring model."""
+    return detector_model("wcda", physics)
+
+
+@lru_cache(maxsize=64)
+def joint_model(physics: tuple, xmax_prior: "XmaxPrior | None" = None) -> ScoringModel:
+    """The joint likelihood over a dict of detector data ``{name: KM2AData | WCDAData}`` as one
+    Fisher-scoring model: the sum of the detectors' nll (+ the optional Xmax prior, ½ r²).
+
+    physics : tuple of (name, physics) pairs, e.g. (("km2a", KM2APhysics()), ("wcda", ...));
+        hashable, so equal configurations share one compiled fitter.
+    """
+    models = {name: detector_model(name, phys) for name, phys in physics}
+
+    def predict(s, data):
+        preds = {n: m.predict(s, data[n]) for n, m in models.items()}
+        return preds, (xmax_prior_residual(s, xmax_prior) if xmax_prior is not None else None)
+
+    def loss(e, data):
+        total = sum(m.loss(e[0][n], data[n]) for n, m in models.items())
+        return total if e[1] is None else total + 0.5 * jnp.sum(e[1] ** 2)
+
+    def weights(e, data):
+        w = {n: m.weights(e[0][n], data[n]) for n, m in models.items()}
+        return w, (None if e[1] is None else jnp.ones_like(e[1]))
+
+    return ScoringModel(predict=predict, loss=loss, weights=weights)
+
+
 class XmaxPrior(NamedTuple):
     """Gaussian prior on Xmax from the generalised-Gumbel moments of ``detectors.primaries``:
     mean and rms of the mass ``mass_number`` (0 = photon) at the shower's energy, the rms widened
@@ -104,10 +183,7 @@ def km2a_model(physics: km2a.KM2APhysics = km2a.DEFAULT_PHYSICS,
     """KM2A likelihood of one event (KM2AData) as a Fisher-scoring model for ``joint.fit``,
     plus the optional Xmax prior (−ln of a Gaussian: ½ r²)."""
     if xmax_prior is None:
-        return ScoringModel(
-            predict=lambda s, d: km2a.predict(s, d.geometry, d.response, physics),
-            loss=lambda e, d: km2a.nll(d.observed, e, d.geometry, d.response),
-            weights=lambda e, d: km2a.information_weights(e, d.geometry, d.response))
+        return detector_model("km2a", physics)
     return ScoringModel(
         predict=lambda s, d: (km2a.predict(s, d.geometry, d.response, physics),
                               xmax_prior_residual(s, xmax_prior)),
@@ -123,16 +199,10 @@ def km2a_nll(shower: Shower, data: KM2AData, physics: km2a.KM2APhysics = km2a.DE
 
 
 def joint_nll(shower: Shower, data: dict, physics: dict | None = None):
-    """Sum of the nll of the detectors present in ``data`` ({"km2a": KM2AData, ...}).
-
-    A detector absent from ``data`` contributes nothing; the dict's keys are static, so each
-    detector combination compiles once.
-    """
+    """(sum, {name: nll}) of the detectors present in ``data`` ({"km2a": KM2AData,
+    "wcda": WCDAData}). A detector absent from ``data`` contributes nothing; the dict's keys are
+    static, so each detector combination compiles once."""
     physics = physics or {}
-    total = 0.0
-    terms = {}
-    if "km2a" in data:
-        terms["km2a"] = km2a_nll(shower, data["km2a"], physics.get("km2a", km2a.DEFAULT_PHYSICS))
-    for v in terms.values():
-        total = total + v
-    return total, terms
+    terms = {n: detector_model(n, physics.get(n, _MODULES[n].DEFAULT_PHYSICS))(shower, d)
+             for n, d in data.items()}
+    return sum(terms.values()), terms

@@ -17,12 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from detectors import km2a
+from detectors import km2a, wcda
 from detectors.shower import FIELDS, Shower
 from joint import fit as fitmod
-from joint.likelihood import (DEFAULT_N_ED, DEFAULT_N_MD, km2a_model, select_km2a,
-                              xmax_prior_residual)
-from joint.seeds import km2a_seed
+from joint.likelihood import (DEFAULT_N_ED, DEFAULT_N_MD, DEFAULT_N_WCDA, detector_model,
+                              joint_model, select_km2a, select_wcda)
+from joint.seeds import km2a_seed, wcda_seed
 
 __all__ = ["ReconstructionConfig", "reconstruct_batch", "reconstruct_files", "km2a_observables"]
 
@@ -39,20 +39,30 @@ KM2A_FREE = {
 GAMMA_LOG_MUON_SCALE = float(np.log(0.1))
 
 
+#: Detectors the pipeline can fit (``ReconstructionConfig.detectors``)
+BUILT_DETECTORS = ("km2a", "wcda")
+
+
 @dataclass(frozen=True)
 class ReconstructionConfig:
     """Static configuration of a reconstruction run.
 
+    detectors : tuple of detector names fitted together (a subset of :data:`BUILT_DETECTORS`,
+        in that order): ("km2a",), ("wcda",) or ("km2a", "wcda")
     hypothesis : "gamma" or "hadron": the energy-per-particle relation of the model
     free : Shower fields fitted (None: ``KM2A_FREE[hypothesis]``); fixed fields keep their seed
         (Xmax: ``xmax_fixed`` or the hypothesis' mean at the seed energy)
-    n_ed, n_md : active channels per event (``joint.likelihood``); None = all
+    n_ed, n_md : active KM2A channels per event (``joint.likelihood``); None = all
+    n_wcda : active WCDA cells per event; None = all
     n_iter : fixed iterations of the first pass
     refit_iter : iterations of the second pass, run only on the events the first pass left at
         MAX_ITER, compacted into sub-batches of ``REFIT_BATCH`` (64) events so that stragglers do
         not set the cost of the whole batch (PERFORMANCE.md §6, item 3); 0 disables it
     algorithm : "scoring" (Fisher scoring, default) or "newton" (exact Hessian)
     xmax_prior : add the Gaussian Xmax prior of the hypothesis (``joint.likelihood.XmaxPrior``)
+
+    With several detectors the seed is the candidate (one per detector's own seed) with the
+    lowest joint nll, so a shower landing on the ponds starts from the WCDA core.
     """
 
     hypothesis: str = "hadron"
@@ -65,12 +75,29 @@ class ReconstructionConfig:
     dtype: str = "float32"
     algorithm: str = "scoring"
     xmax_prior: bool = True
+    detectors: tuple = ("km2a",)
+    n_wcda: int | None = DEFAULT_N_WCDA
+
+    def __post_init__(self):
+        dets = tuple(self.detectors)
+        if not dets or any(d not in BUILT_DETECTORS for d in dets):
+            raise ValueError(f"detectors must be a non-empty subset of {BUILT_DETECTORS}, got {dets}")
+        object.__setattr__(self, "detectors", tuple(d for d in BUILT_DETECTORS if d in dets))
+
+    @property
+    def is_gamma(self) -> float:
+        if self.hypothesis not in ("gamma", "hadron"):
+            raise ValueError(f"hypothesis must be 'gamma' or 'hadron', got {self.hypothesis!r}")
+        return 1.0 if self.hypothesis == "gamma" else 0.0
 
     @property
     def physics(self) -> km2a.KM2APhysics:
-        if self.hypothesis not in ("gamma", "hadron"):
-            raise ValueError(f"hypothesis must be 'gamma' or 'hadron', got {self.hypothesis!r}")
-        return km2a.KM2APhysics(is_gamma=1.0 if self.hypothesis == "gamma" else 0.0)
+        """KM2A physics of this hypothesis (see :meth:`physics_of` for any detector)."""
+        return self.physics_of("km2a")
+
+    def physics_of(self, detector: str):
+        cls = {"km2a": km2a.KM2APhysics, "wcda": wcda.WCDAPhysics}[detector]
+        return cls(is_gamma=self.is_gamma)
 
     @property
     def prior(self):
@@ -95,50 +122,97 @@ def default_xmax(log10_energy, hypothesis):
     return xmax_moments(jnp.asarray(log10_energy) + 9.0, a)[0]
 
 
+def _select(tree_a, tree_b, use_b):
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(use_b, b, a), tree_a, tree_b)
+
+
 @lru_cache(maxsize=16)
 def _pipeline(cfg: ReconstructionConfig):
-    physics = cfg.physics
-    detector_nll = km2a_model(physics)
+    phys = tuple((d, cfg.physics_of(d)) for d in cfg.detectors)
+    model = joint_model(phys, cfg.prior)
     if cfg.algorithm == "scoring":
-        nll_fn = km2a_model(physics, cfg.prior)
+        nll_fn = model
     elif cfg.algorithm == "newton":
-        prior = cfg.prior
-
-        def nll_fn(shower, data):
-            e = km2a.expected(shower, data.geometry, data.response, physics)
-            out = km2a.nll(data.observed, e, data.geometry, data.response)
-            if prior is not None:
-                out = out + 0.5 * jnp.sum(xmax_prior_residual(shower, prior) ** 2)
-            return out
+        def nll_fn(shower, data):  # the same likelihood, minimised with the exact Hessian
+            return model(shower, data)
     else:
         raise ValueError(f"algorithm must be 'scoring' or 'newton', got {cfg.algorithm!r}")
+    term_models = {d: detector_model(d, p) for d, p in phys}
 
-    def prepare_one(ed, md, geometry, response):
-        seed = km2a_seed(ed, md, geometry.ed_pos, geometry.md_pos)
+    def terms(s, data):
+        return {d: m(s, data[d]) for d, m in term_models.items()}
+
+    def finish_seed(seed):
         seed = seed._replace(xmax=jnp.asarray(default_xmax(seed.log10_energy, cfg.hypothesis)
                                               if cfg.xmax_fixed is None else cfg.xmax_fixed,
                                               seed.log10_energy.dtype))
         if cfg.hypothesis == "gamma":
             seed = seed._replace(log_muon_scale=jnp.full_like(seed.log_muon_scale, GAMMA_LOG_MUON_SCALE))
-        data = select_km2a(ed, md, jnp.stack([seed.core_x, seed.core_y]), geometry, response,
-                           cfg.n_ed, cfg.n_md)
+        return seed
+
+    def select(blocks, geos, resps, seed):
+        core = jnp.stack([seed.core_x, seed.core_y])
+        data = {}
+        if "km2a" in cfg.detectors:
+            data["km2a"] = select_km2a(blocks["km2a_ed"], blocks["km2a_md"], core, geos["km2a"],
+                                       resps["km2a"], cfg.n_ed, cfg.n_md)
+        if "wcda" in cfg.detectors:
+            data["wcda"] = select_wcda(blocks["wcda"], core, geos["wcda"], resps["wcda"], cfg.n_wcda)
+        return data
+
+    def prepare_one(blocks, geos, resps):
+        candidates = []
+        if "km2a" in cfg.detectors:
+            g = geos["km2a"]
+            candidates.append(km2a_seed(blocks["km2a_ed"], blocks["km2a_md"], g.ed_pos, g.md_pos))
+        if "wcda" in cfg.detectors:
+            candidates.append(wcda_seed(blocks["wcda"], geos["wcda"].cell_pos, resps["wcda"]))
+        seed = finish_seed(candidates[0])
+        data = select(blocks, geos, resps, seed)
+        for cand in candidates[1:]:
+            cand = finish_seed(cand)
+            cand_data = select(blocks, geos, resps, cand)
+            better = model(cand, cand_data) < model(seed, data)
+            seed, data = _select(seed, cand, better), _select(data, cand_data, better)
         return seed, data
 
-    prepare = jax.jit(jax.vmap(prepare_one, in_axes=(0, 0, None, None)))
-    terms = lambda s, d: {"km2a": detector_nll(s, d)}
+    prepare = jax.jit(jax.vmap(prepare_one, in_axes=(0, None, None)))
     return prepare, nll_fn, terms
 
 
 def nll_function(cfg: ReconstructionConfig):
-    """The per-event nll ``f(shower, KM2AData)`` used by the fitter for this configuration
-    (the same function object for equal configurations, so compilations are reused)."""
+    """The per-event nll ``f(shower, {detector: data})`` used by the fitter for this
+    configuration (the same function object for equal configurations, so compilations are
+    reused)."""
     return _pipeline(cfg)[1]
 
 
+def _normalise(batch, geometry, response, cfg):
+    """(blocks, geometries, responses) as dicts for the configured detectors. ``geometry`` and
+    ``response`` are dicts {detector: ...} or, for a KM2A-only configuration, KM2A objects."""
+    if not isinstance(geometry, dict):
+        geometry, response = {"km2a": geometry}, {"km2a": response}
+    missing = [d for d in cfg.detectors if d not in geometry or d not in response]
+    if missing:
+        raise ValueError(f"no geometry/response given for {missing} (configured detectors "
+                         f"{cfg.detectors})")
+    names = {"km2a": ("km2a_ed", "km2a_md"), "wcda": ("wcda",)}
+    blocks = {}
+    for d in cfg.detectors:
+        for b in names[d]:
+            block = getattr(batch, b, None)
+            if block is None:
+                raise ValueError(f"the events have no '{b}' block but the configuration fits "
+                                 f"{d} (detectors={cfg.detectors})")
+            blocks[b] = block
+    geos = {d: geometry[d] for d in cfg.detectors}
+    resps = {d: response[d] for d in cfg.detectors}
+    return _cast((blocks, geos, resps), cfg)
+
+
 def prepare(batch, geometry, response, cfg: ReconstructionConfig):
-    """Seeds and active-channel data of a dense batch: (seeds Shower (B,), KM2AData (B, ...))."""
-    ed, md, geo, resp = _cast((batch.km2a_ed, batch.km2a_md, geometry, response), cfg)
-    return _pipeline(cfg)[0](ed, md, geo, resp)
+    """Seeds and active-channel data of a dense batch: (seeds Shower (B,), {detector: data})."""
+    return _pipeline(cfg)[0](*_normalise(batch, geometry, response, cfg))
 
 
 def _cast(tree, cfg):
@@ -171,27 +245,76 @@ def km2a_observables(shower, ed, md, geometry, response, physics, window=(-50.0,
     return ne, nmu, e.age
 
 
-def reconstruct_batch(batch, geometry: km2a.Geometry, response: km2a.Response,
+#: WCDA hits counted in ``wcda_nhit``/``wcda_npe`` lie within this window of the fitted front
+#: (slewing included) [ns]
+WCDA_TIME_WINDOW = (-30.0, 50.0)
+
+
+def wcda_observables(shower, cells, geometry, response, physics, window=WCDA_TIME_WINDOW,
+                     compactness_radius=45.0):
+    """WCDA observables of one event at the reconstructed shower (pure JAX, every cell):
+
+    wcda_nhit, wcda_npe : hit cells (and their summed charge [PE]) within ``window`` ns of the
+        fitted front, time slewing included — the shower's hits, noise hits outside removed
+    compactness : N_hit / CxPE_R (R = ``compactness_radius``, 45 m [M]) on those hits
+    cxpe : CxPE_R [PE];  pincness : HAWC PINCness with the model's charge spread (fano)
+    (``analysis.gamma_hadron``)
+    """
+    from analysis.gamma_hadron import compactness, cxpe, pincness
+
+    e = wcda.expected(shower, geometry, response, physics)
+    lag = e.cell_front_tau / jnp.maximum(cells.signal / e.cell_pe_per_particle, 1.0)
+    dt = cells.time - (e.cell_time + lag + wcda.time_slewing(cells.signal, response))
+    valid = cells.valid & jnp.asarray(geometry.cell_live)
+    in_time = (cells.hit & valid & (dt > window[0]) & (dt < window[1])
+               & (cells.signal >= response.threshold_pe))
+    core = jnp.stack([shower.core_x, shower.core_y])
+    nhit = jnp.sum(in_time)
+    npe = jnp.sum(jnp.where(in_time, cells.signal, 0.0))
+    comp = compactness(cells.signal, in_time, valid, geometry.cell_pos, core, compactness_radius)
+    cx = cxpe(cells.signal, in_time, valid, geometry.cell_pos, core, compactness_radius)
+    fano = jnp.where(cells.signal >= response.switch_pe,
+                     e.cell_fano + (1.0 + response.spe_resolution ** 2)
+                     * (1.0 / response.small_ratio - 1.0), e.cell_fano)
+    pinc = pincness(cells.signal, in_time, valid, geometry.cell_pos, core, fano)
+    return {"wcda_nhit": nhit, "wcda_npe": npe, "compactness": comp, "cxpe": cx,
+            "pincness": pinc}
+
+
+def reconstruct_batch(batch, geometry, response,
                       cfg: ReconstructionConfig = ReconstructionConfig()) -> dict:
-    """Reconstruct one dense Event batch (KM2A). Returns a dict of numpy output columns."""
-    ed, md, geo, resp = _cast((batch.km2a_ed, batch.km2a_md, geometry, response), cfg)
+    """Reconstruct one dense Event batch with the detectors of ``cfg``. Returns a dict of numpy
+    output columns (``reco_*``, ``reco_*_err``, ``reco_covariance``, ``nll`` and ``nll_<det>``,
+    ``status``, ``n_iter``, ``seed_*``, and the detector observables: KM2A ``ne``, ``nmu``,
+    ``age``; WCDA ``wcda_nhit``, ``wcda_npe``, ``compactness``, ``cxpe``, ``pincness``).
+
+    geometry, response : {detector: Geometry / Response} (or KM2A objects for a KM2A-only run).
+    """
+    blocks, geos, resps = _normalise(batch, geometry, response, cfg)
     prep, nll_fn, terms = _pipeline(cfg)
-    seeds, data = prep(ed, md, geo, resp)
+    seeds, data = prep(blocks, geos, resps)
     result, info = fitmod.fit_events(nll_fn, data, seeds, cfg.fit_config, terms_fn=terms)
     result, info = _refit_stragglers(nll_fn, terms, data, result, info, cfg)
-    obs_fn = _observables_fn(cfg)
-    ne, nmu, age = obs_fn(result.shower, ed, md, geo, resp)
     out = {f"reco_{f}": np.asarray(getattr(result.shower, f), np.float64) for f in FIELDS}
     err = np.asarray(result.errors, np.float64)
     for j, f in enumerate(FIELDS):
         out[f"reco_{f}_err"] = err[:, j]
     out["reco_covariance"] = np.asarray(result.covariance, np.float64).reshape(len(err), -1)
-    out["nll_km2a"] = np.asarray(result.nll_terms["km2a"], np.float64)
+    out["nll"] = np.asarray(result.nll, np.float64)
+    for d in cfg.detectors:
+        out[f"nll_{d}"] = np.asarray(result.nll_terms[d], np.float64)
     out["status"] = np.asarray(info.status, np.int32)
     out["n_iter"] = np.asarray(info.n_iter, np.int32)
-    out["ne"] = np.asarray(ne, np.float64)
-    out["nmu"] = np.asarray(nmu, np.float64)
-    out["age"] = np.asarray(age, np.float64)
+    if "km2a" in cfg.detectors:
+        ne, nmu, age = _observables_fn(cfg)(result.shower, blocks["km2a_ed"], blocks["km2a_md"],
+                                            geos["km2a"], resps["km2a"])
+        out["ne"] = np.asarray(ne, np.float64)
+        out["nmu"] = np.asarray(nmu, np.float64)
+        out["age"] = np.asarray(age, np.float64)
+    if "wcda" in cfg.detectors:
+        obs = _wcda_observables_fn(cfg)(result.shower, blocks["wcda"], geos["wcda"], resps["wcda"])
+        for k, v in obs.items():
+            out[k] = np.asarray(v, np.int32 if k == "wcda_nhit" else np.float64)
     for f in FIELDS:
         out[f"seed_{f}"] = np.asarray(getattr(seeds, f), np.float64)
     return out
@@ -232,6 +355,13 @@ def _refit_stragglers(nll_fn, terms, data, result, info, cfg):
 
 
 @lru_cache(maxsize=16)
+def _wcda_observables_fn(cfg):
+    physics = cfg.physics_of("wcda")
+    return jax.jit(jax.vmap(lambda s, c, g, r: wcda_observables(s, c, g, r, physics),
+                            in_axes=(0, 0, None, None)))
+
+
+@lru_cache(maxsize=16)
 def _observables_fn(cfg):
     physics = cfg.physics
     return jax.jit(jax.vmap(lambda s, ed, md, g, r: km2a_observables(s, ed, md, g, r, physics),
@@ -241,12 +371,13 @@ def _observables_fn(cfg):
 # ------------------------------------------------------------------------------------------------
 # files
 # ------------------------------------------------------------------------------------------------
-def _iter_chunks(path, layout, batch_size):
+def _iter_chunks(path, layouts, batch_size):
     """Yield (records_chunk) of at most batch_size events from an input file (streamed)."""
     from joint.io import file_kind, read_file
     from joint.io.schema import TREE
 
     kind = file_kind(path)
+    kw = {"km2a": layouts.get("km2a"), "wcda": layouts.get("wcda")}
     if kind == "own":
         import uproot
 
@@ -254,54 +385,98 @@ def _iter_chunks(path, layout, batch_size):
         with uproot.open(path) as f:
             n = f[TREE].num_entries
         if n == 0:
-            read_events(path, km2a=layout)  # raises the empty-file error
+            read_events(path, **kw)  # raises the empty-file error
         for start in range(0, n, batch_size):
-            yield read_events(path, km2a=layout, entry_start=start,
-                              entry_stop=min(n, start + batch_size))
+            yield read_events(path, entry_start=start, entry_stop=min(n, start + batch_size), **kw)
     else:
-        rec = read_file(path, km2a=layout)
+        rec = read_file(path, **kw)
         n = len(rec["event_id"])
         for start in range(0, n, batch_size):
             yield {k: v[start:start + batch_size] for k, v in rec.items()}
 
 
+_GROUP_DETECTOR = {"km2a_ed": "km2a", "km2a_md": "km2a", "wcda": "wcda"}
+
+
+def detectors_in_file(path) -> tuple:
+    """The built detectors with hit branches in an input file (own schema or G4KM2A)."""
+    from joint.io import file_kind
+
+    if file_kind(path) == "own":
+        from joint.io.errors import open_tree
+        from joint.io.schema import TREE
+
+        fin, tree = open_tree(path, TREE)
+        with fin:
+            keys = set(tree.keys())
+        found = {d for g, d in _GROUP_DETECTOR.items() if f"{g}_id" in keys}
+    else:
+        from joint.io.lhevent import read_lhevent
+
+        rec = read_lhevent(path)
+        found = {d for g, d in _GROUP_DETECTOR.items() if f"{g}_id" in rec}
+    return tuple(d for d in BUILT_DETECTORS if d in found)
+
+
 def reconstruct_files(inputs, output, cfg: ReconstructionConfig = ReconstructionConfig(),
-                      batch_size=512, layout_config="full", progress=True, log=print):
+                      batch_size=512, layout_config="full", progress=True, log=print,
+                      detectors="config"):
     """Reconstruct input files into ``output`` (tree ``reco``), streaming in chunks.
 
-    Returns a summary dict (events, seconds, events/s, status counts).
+    detectors : "config" (``cfg.detectors``), "auto" (every built detector with hits in the first
+        input file, fitted jointly) or a tuple of names.
+    Returns a summary dict (events, seconds, events/s, status counts, detectors).
     """
+    import dataclasses
+
     import uproot
     from tqdm import tqdm
 
-    from detectors.layout import km2a_layout
+    from detectors.layout import km2a_layout, wcda_layout
     from joint.event import pad_batch
-    from joint.io.schema import TRUTH, to_event_batch
+    from joint.io.schema import PRESENCE, TRUTH, to_event_batch
 
-    layout = km2a_layout(layout_config)
-    geometry = km2a.Geometry.from_layout(layout)
-    response = km2a.Response.nominal(geometry)
+    if isinstance(detectors, str) and detectors == "auto":
+        dets = detectors_in_file(inputs[0])
+        if not dets:
+            from joint.io.errors import EventFileError
+
+            raise EventFileError(inputs[0], "km2a_ed_id/wcda_id", "has no hits of a built "
+                                 f"detector ({', '.join(BUILT_DETECTORS)})")
+        cfg = dataclasses.replace(cfg, detectors=dets)
+    elif not isinstance(detectors, str):
+        cfg = dataclasses.replace(cfg, detectors=tuple(detectors))
+    layouts, geometry, response = {}, {}, {}
+    if "km2a" in cfg.detectors:
+        layouts["km2a"] = km2a_layout(layout_config)
+        geometry["km2a"] = km2a.Geometry.from_layout(layouts["km2a"])
+        response["km2a"] = km2a.Response.nominal(geometry["km2a"])
+    if "wcda" in cfg.detectors:
+        layouts["wcda"] = wcda_layout()
+        geometry["wcda"] = wcda.Geometry.from_layout(layouts["wcda"])
+        response["wcda"] = wcda.Response.nominal(geometry["wcda"])
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_suffix(output.suffix + ".part")
     n_done, t_start = 0, time.perf_counter()
     status_counts = np.zeros(4, int)
-    bar = tqdm(unit="ev", disable=not progress, desc="reconstruct")
+    bar = tqdm(unit="ev", disable=not progress, desc="reconstruct " + "+".join(cfg.detectors))
     with uproot.recreate(tmp) as fout:
         tree = None
         for path in inputs:
-            for rec in _iter_chunks(path, layout, batch_size):
+            for rec in _iter_chunks(path, layouts, batch_size):
                 n = len(rec["event_id"])
-                batch = to_event_batch(rec, km2a=layout, source=path, as_jax=False)
+                batch = to_event_batch(rec, km2a=layouts.get("km2a"), wcda=layouts.get("wcda"),
+                                       source=path, as_jax=False)
                 padded, mask = pad_batch(batch, batch_size)
                 cols = reconstruct_batch(padded, geometry, response, cfg)
                 cols = {k: v[:n] for k, v in cols.items()}
                 cols["run"] = np.asarray(rec["run"], np.int32)
                 cols["event_id"] = np.asarray(rec["event_id"], np.int64)
                 cols["time_mjd"] = np.asarray(rec["time_mjd"], np.float64)
-                for t in TRUTH:
+                for t in (*TRUTH, *PRESENCE):
                     if t in rec:
-                        cols[t] = np.asarray(rec[t], np.float64)
+                        cols[t] = np.asarray(rec[t], np.int8 if t in PRESENCE else np.float64)
                 if tree is None:
                     tree = fout.mktree("reco", {k: v.dtype if v.ndim == 1 else (v.dtype, v.shape[1:])
                                                 for k, v in cols.items()})
@@ -314,4 +489,4 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
     tmp.replace(output)
     seconds = time.perf_counter() - t_start
     return {"events": n_done, "seconds": seconds, "events_per_s": n_done / max(seconds, 1e-9),
-            "status_counts": status_counts.tolist()}
+            "status_counts": status_counts.tolist(), "detectors": list(cfg.detectors)}

@@ -60,6 +60,7 @@ __all__ = [
     "plane_fit",
     "size_energy",
     "km2a_seed",
+    "wcda_seed",
     "seed_batch",
 ]
 
@@ -371,3 +372,39 @@ def _batched_seed(items):
 
         _CACHE[items] = jax.jit(jax.vmap(one, in_axes=(0, None)))
     return _CACHE[items]
+
+
+#: WCDA seed: log10(E/GeV) = slope · log10(N) + offset + sec_coeff (sec θ − 1), N the
+#: electromagnetic-particle equivalent (charge / (em_pe_fraction · pe_per_muon)) of the cells
+#: within 100 m of the core on the front. Read off this project's own WCDA simulation of photons
+#: (1–30 TeV, cores on the ponds; ``benchmarks/wcda_seed_calibration.py``) — a seed only.
+WCDA_ENERGY_SLOPE = 0.95
+WCDA_ENERGY_OFFSET = 0.9
+
+
+def wcda_seed(cells, cell_pos, response, *, em_pe_fraction=0.12, min_particles=0.25,
+              window_ns=200.0, core_sigma_end=8.0, plane_radius=150.0, size_radius=100.0,
+              cone_slope=0.07, energy_slope=WCDA_ENERGY_SLOPE, energy_offset=WCDA_ENERGY_OFFSET,
+              energy_sec_coeff=1.7, n_hits_max=512) -> Shower:
+    """Seed Shower for ONE WCDA event: :func:`km2a_seed`'s steps on the cells.
+
+    The cell times are corrected for the PMT's charge-dependent slewing
+    (``detectors.wcda.time_slewing``), charges are converted to electromagnetic-particle
+    equivalents with each cell's ``em_pe_fraction · pe_per_muon`` (so ponds with different PMTs
+    compare), cells below ``min_particles`` (dark-noise hits of ~1 PE) are dropped; then the
+    densest 200 ns window, the optimized centroid (σ down to 8 m: cells are 5 m), the conical
+    plane fit (α = 0.07 ns/m, WCDA-1 code [U]) and the size → energy relation above.
+
+    cells : ChannelBlock (n,);  cell_pos : (n, 3) [m];  response : ``detectors.wcda.Response``.
+    """
+    from detectors.wcda import time_slewing
+
+    corrected = cells._replace(time=jnp.where(cells.hit, cells.time
+                                              - time_slewing(cells.signal, response), 0.0))
+    return km2a_seed(corrected, None, cell_pos, None,
+                     pe_per_particle=em_pe_fraction * jnp.asarray(response.pe_per_muon),
+                     min_particles=min_particles, window_ns=window_ns,
+                     core_sigma_end=core_sigma_end, plane_radius=plane_radius,
+                     size_radius=size_radius, cone_slope=cone_slope, energy_slope=energy_slope,
+                     energy_offset=energy_offset, energy_sec_coeff=energy_sec_coeff,
+                     n_hits_max=n_hits_max)

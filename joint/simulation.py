@@ -12,10 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from detectors import km2a
+from detectors import km2a, wcda
 from detectors.primaries import sample_primaries, shower_from_truth
 
-__all__ = ["simulate_km2a_blocks", "simulate_records", "dense_to_jagged"]
+__all__ = ["simulate_km2a_blocks", "simulate_wcda_blocks", "simulate_records", "dense_to_jagged",
+           "wcda_core_sampler", "SIMULATED_DETECTORS"]
 
 
 @lru_cache(maxsize=8)
@@ -50,24 +51,77 @@ def dense_to_jagged(block, ids):
             ak.unflatten(flat_q, counts))
 
 
+@lru_cache(maxsize=8)
+def _wcda_sim_fn(age_sigma, dead_fraction, subshowers):
+    sub = dict(subshowers)
+
+    def one(key, shower, is_gamma, geometry, response, physics):
+        phys = physics._replace(is_gamma=is_gamma)
+        kw = {k: jnp.where(is_gamma > 0, 0.0, v) if k == "subshower_rate" else v
+              for k, v in sub.items()}
+        return wcda.simulate(key, shower, geometry, response, phys, age_sigma=age_sigma,
+                             dead_fraction=dead_fraction, **kw)
+    return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, None, None, None)))
+
+
+def simulate_wcda_blocks(key, showers, is_gamma, geometry, response,
+                         physics=wcda.DEFAULT_PHYSICS, age_sigma=0.05, dead_fraction=0.0,
+                         subshowers=wcda.HADRON_SUBSHOWERS):
+    """Vmapped ``wcda.simulate`` for a batch of showers: (Observed with (B, n) cells,
+    triggered (B,)). Hadrons (is_gamma 0) get the sub-showers ``subshowers`` (None: none)."""
+    keys = jax.random.split(key, is_gamma.shape[0])
+    fn = _wcda_sim_fn(float(age_sigma), float(dead_fraction),
+                      tuple(sorted((subshowers or {"subshower_rate": 0.0}).items())))
+    return fn(keys, showers, jnp.asarray(is_gamma, showers.log10_energy.dtype), geometry, response,
+              physics)
+
+
+SIMULATED_DETECTORS = ("km2a", "wcda")
+
+
+def wcda_core_sampler(layout, rng, n):
+    """Cores uniformly on the WCDA cells: a random cell, uniform within its 5 m × 5 m."""
+    i = rng.integers(0, layout.n_cells, n)
+    half = 0.5 * layout.cell_size
+    return (layout.cell_pos[i, 0] + rng.uniform(-half, half, n),
+            layout.cell_pos[i, 1] + rng.uniform(-half, half, n))
+
+
 def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_energy_range=(4.0, 6.0),
                      zenith_max_deg=40.0, core_radius_m=400.0, seed=1, run=1, mjd=60000.0,
                      km2a_layout=None, response=None, model="EPOS-LHC", chunk=256,
                      keep_untriggered=False, progress=None, age_sigma=0.05, dead_fraction=0.0,
-                     **primary_kwargs):
+                     wcda_layout=None, wcda_response=None, cores_on="array",
+                     wcda_subshowers=wcda.HADRON_SUBSHOWERS, **primary_kwargs):
     """Sample primaries and simulate them until ``n_events`` triggered events are collected.
+
+    detectors : which detectors to simulate (a subset of ("km2a", "wcda")); an event is kept when
+        any of them triggers, and ``present_<det>`` records which did (a detector that did not
+        trigger is absent from that event: its channels are invalid when read back).
+    cores_on : "array" (uniform in ``core_radius_m`` around ``core_centre``, default the KM2A
+        centre) or "wcda" (uniform on the WCDA cells).
+    wcda_subshowers : hadronic sub-showers of the WCDA simulation (``wcda.HADRON_SUBSHOWERS``;
+        None: a smooth shower).
 
     Returns (records, n_thrown). ``records`` follows ``joint.io.schema`` (truth + hit groups).
     """
-    import awkward as ak
-
     from detectors.layout import km2a_layout as load_km2a
+    from detectors.layout import wcda_layout as load_wcda
 
-    if tuple(detectors) != ("km2a",):
-        raise ValueError(f"only KM2A simulation is built so far, asked for {detectors}")
-    lay = km2a_layout or load_km2a("full")
-    geo = km2a.Geometry.from_layout(lay)
-    resp = response or km2a.Response.nominal(geo)
+    detectors = tuple(d for d in SIMULATED_DETECTORS if d in detectors)
+    if not detectors or len(detectors) != len(set(detectors)):
+        raise ValueError(f"detectors must be a non-empty subset of {SIMULATED_DETECTORS}")
+    if cores_on not in ("array", "wcda"):
+        raise ValueError(f"cores_on must be 'array' or 'wcda', got {cores_on!r}")
+    setup = {}
+    if "km2a" in detectors:
+        lay = km2a_layout or load_km2a("full")
+        geo = km2a.Geometry.from_layout(lay)
+        setup["km2a"] = (lay, geo, response or km2a.Response.nominal(geo))
+    wlay = wcda_layout or load_wcda()
+    if "wcda" in detectors:
+        wgeo = wcda.Geometry.from_layout(wlay)
+        setup["wcda"] = (wlay, wgeo, wcda_response or wcda.Response.nominal(wgeo))
     rng = np.random.default_rng(seed)
     key = jax.random.PRNGKey(seed)
     kept, thrown = [], 0
@@ -76,29 +130,50 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
         truth = sample_primaries(rng, chunk, primary=primary, log10_energy_range=log10_energy_range,
                                  zenith_max_deg=zenith_max_deg, core_radius_m=core_radius_m,
                                  model=model, **primary_kwargs)
-        key, sub = jax.random.split(key)
+        if cores_on == "wcda":
+            truth["true_core_x"], truth["true_core_y"] = wcda_core_sampler(wlay, rng, chunk)
         showers = shower_from_truth(truth, dtype=jnp.float32)
-        obs, trig = simulate_km2a_blocks(sub, showers, (truth["true_mass_number"] == 0).astype(np.float32),
-                                         geo, resp, age_sigma=age_sigma,
-                                         dead_fraction=dead_fraction)
-        trig = np.asarray(trig) | keep_untriggered
+        is_gamma = (truth["true_mass_number"] == 0).astype(np.float32)
+        blocks, trig = {}, {}
+        for d in detectors:
+            key, sub = jax.random.split(key)
+            _, g, r = setup[d]
+            if d == "km2a":
+                obs, t = simulate_km2a_blocks(sub, showers, is_gamma, g, r, age_sigma=age_sigma,
+                                              dead_fraction=dead_fraction)
+                blocks["km2a_ed"], blocks["km2a_md"] = obs.ed, obs.md
+            else:
+                obs, t = simulate_wcda_blocks(sub, showers, is_gamma, g, r, age_sigma=age_sigma,
+                                              dead_fraction=dead_fraction, subshowers=wcda_subshowers)
+                blocks["wcda"] = obs.cells
+            trig[d] = np.asarray(t) | keep_untriggered
+        any_trig = np.logical_or.reduce([trig[d] for d in detectors])
         thrown += chunk
-        sel = np.nonzero(trig)[0][: n_events - n_kept]
+        sel = np.nonzero(any_trig)[0][: n_events - n_kept]
         if sel.size:
             take = lambda b: jax.tree_util.tree_map(lambda a: np.asarray(a)[sel], b)
-            kept.append(({k: v[sel] for k, v in truth.items()}, take(obs.ed), take(obs.md)))
+            kept.append(({k: v[sel] for k, v in truth.items()},
+                         {b: take(v) for b, v in blocks.items()},
+                         {d: trig[d][sel] for d in detectors}))
             n_kept += sel.size
         if progress is not None:
             progress(n_kept, thrown)
         if thrown > 200 * max(n_events, 1) + 10 * chunk and n_kept == 0:
             raise RuntimeError(f"no event triggered in {thrown} thrown; energy range too low?")
     truth = {k: np.concatenate([c[0][k] for c in kept]) for k in kept[0][0]}
-    ed = jax.tree_util.tree_map(lambda *a: np.concatenate(a), *[c[1] for c in kept])
-    md = jax.tree_util.tree_map(lambda *a: np.concatenate(a), *[c[2] for c in kept])
     n = len(truth["true_log10_energy"])
     records = {"run": np.full(n, run, np.int32), "event_id": np.arange(n, dtype=np.int64),
                "time_mjd": np.full(n, mjd, np.float64), **truth}
-    for name, block, ids in (("km2a_ed", ed, lay.ed_id), ("km2a_md", md, lay.md_id)):
-        i, t, q = dense_to_jagged(block, ids)
+    ids = {}
+    if "km2a" in setup:
+        ids["km2a_ed"], ids["km2a_md"] = setup["km2a"][0].ed_id, setup["km2a"][0].md_id
+    if "wcda" in setup:
+        ids["wcda"] = setup["wcda"][0].cell_id
+    for name, cell_ids in ids.items():
+        block = jax.tree_util.tree_map(lambda *a: np.concatenate(a), *[c[1][name] for c in kept])
+        i, t, q = dense_to_jagged(block, cell_ids)
         records[f"{name}_id"], records[f"{name}_time"], records[f"{name}_pe"] = i, t, q
+    if len(detectors) > 1:
+        for d in detectors:
+            records[f"present_{d}"] = np.concatenate([c[2][d] for c in kept]).astype(np.int8)
     return records, thrown

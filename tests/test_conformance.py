@@ -59,7 +59,37 @@ def _km2a_case(n_ed=300, n_md=60, edge=None) -> Case:
     return Case(s, expected, nll, simulate, "km2a")
 
 
-DETECTORS = {"km2a": _km2a_case}
+def _wcda_case(n_cells=400, edge=None) -> Case:
+    from detectors import wcda
+    from detectors.layout import wcda_layout
+
+    lay = wcda_layout()
+    c = lay.cell_pos[lay.pond == 1, :2].mean(axis=0) + np.array([12.0, -7.0])
+    s = Shower.make(dtype=jnp.float64, core_x=float(c[0]), core_y=float(c[1]), zenith=0.3,
+                    azimuth=1.2, log10_energy=3.8, xmax=420.0, log_muon_scale=-0.5, t0=3.0)
+    if edge == "vertical_on_channel":
+        s = s._replace(core_x=jnp.float64(lay.cell_pos[0, 0]), core_y=jnp.float64(lay.cell_pos[0, 1]),
+                       zenith=jnp.float64(0.0), azimuth=jnp.float64(0.0))
+    cxy = np.array([float(s.core_x), float(s.core_y)])
+    idx = np.argsort(np.hypot(*(lay.cell_pos[:, :2] - cxy).T))[:n_cells]
+    geo = wcda.Geometry(cell_pos=lay.cell_pos[idx], pond=lay.pond[idx],
+                        cell_live=np.ones(n_cells, bool))
+    resp = wcda.Response.nominal(geo)
+    phys = wcda.WCDAPhysics()
+
+    def expected(sh):
+        return wcda.expected(sh, geo, resp, phys)
+
+    def simulate(key, sh):
+        return wcda.simulate(key, sh, geo, resp, phys)[0]
+
+    def nll(sh, obs):
+        return wcda.nll(obs, wcda.expected(sh, geo, resp, phys), geo, resp)
+
+    return Case(s, expected, nll, simulate, "wcda")
+
+
+DETECTORS = {"km2a": _km2a_case, "wcda": _wcda_case}
 
 
 def _perturb(s: Shower, rng, scale=1.0) -> Shower:

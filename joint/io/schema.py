@@ -21,6 +21,9 @@ km2a_md_id/time/pe     jagged      same, counter nkm2a_md
 wcda_id/time/pe        jagged      same, counter nwcda
 wfcta_tel/pix/pe       jagged      int16 / int16 / float32 [PE], counter nwfcta
 wfcta_time             jagged      float64 [ns], optional
+present_km2a/_wcda/    int8        optional: 0 when that detector did not take part in the
+  _wfcta                           event (no trigger, not running); its channels are then
+                                   invalid for the event (the likelihood has no term for it)
 =====================  ==========  =====================================================
 
 A detector group is present in a file when its branches are; an absent group means the detector
@@ -53,6 +56,9 @@ GROUPS = {
     "wfcta": {"tel": np.int16, "pix": np.int16, "pe": np.float32},
 }
 OPTIONAL_FIELDS = {"wfcta": {"time": np.float64}}
+#: optional per-event presence flags: branch -> the hit groups it masks
+PRESENCE = {"present_km2a": ("km2a_ed", "km2a_md"), "present_wcda": ("wcda",),
+            "present_wfcta": ("wfcta",)}
 
 
 def _ak():
@@ -118,6 +124,9 @@ def validate_records(records: Mapping, source="<records>") -> int:
     for t in have_truth:
         if len(records[t]) != n:
             raise EventFileError(source, t, f"has {len(records[t])} entries, expected {n}")
+    for p in PRESENCE:
+        if p in records and len(records[p]) != n:
+            raise EventFileError(source, p, f"has {len(records[p])} entries, expected {n}")
     for g in groups_present(records):
         _check_group(records, g, source, n)
     return n
@@ -183,6 +192,9 @@ def write_events(path, records: Mapping) -> None:
     for t in TRUTH:
         if t in records:
             data[t] = np.asarray(records[t], dtype=np.float64)
+    for p in PRESENCE:
+        if p in records:
+            data[p] = np.asarray(records[p]).astype(np.int8)
     for g in groups_present(records):
         fields = dict(GROUPS[g])
         fields.update({f: dt for f, dt in OPTIONAL_FIELDS.get(g, {}).items()
@@ -213,12 +225,12 @@ def read_events(path, km2a=None, wcda=None, wfcta=None, entry_start=None, entry_
         for name in SCALARS:
             if name not in keys:
                 raise EventFileError(path, name, "is missing")
-        wanted = [k for k in keys if k in SCALARS or k in TRUTH
+        wanted = [k for k in keys if k in SCALARS or k in TRUTH or k in PRESENCE
                   or any(k.startswith(g + "_") for g in GROUPS)]
         arrays = tree.arrays(wanted, library="ak", entry_start=entry_start, entry_stop=entry_stop)
     records = {}
     for k in wanted:
-        if k in SCALARS or k in TRUTH:
+        if k in SCALARS or k in TRUTH or k in PRESENCE:
             records[k] = ak.to_numpy(arrays[k])
         else:
             records[k] = arrays[k]
@@ -262,8 +274,8 @@ def to_events(records: Mapping, km2a=None, wcda=None, wfcta=None, source="<recor
         else:
             idx = np.split(fn(ak.to_numpy(ak.flatten(records[f"{g}_{key}"])).astype(np.int64)),
                            split)
-        lists[g] = [build_block(idx[i], tm[i], pe[i], n_ch, None, valid.get(g))
-                    for i in range(n)]
+        lists[g] = [_mask_absent(build_block(idx[i], tm[i], pe[i], n_ch, None, valid.get(g)),
+                                 records, g, i) for i in range(n)]
     have_truth = all(t in records for t in TRUTH)
     events = []
     for i in range(n):
@@ -304,6 +316,7 @@ def to_event_batch(records: Mapping, km2a=None, wcda=None, wfcta=None, source="<
         else:
             idx = fn(ak.to_numpy(ak.flatten(records[f"{g}_{key}"])).astype(np.int64))
         blocks[g] = build_batch_block(rows, idx, tm, pe, n, n_ch, valid.get(g))
+        blocks[g] = _mask_absent(blocks[g], records, g)
     conv = (lambda x: jnp.asarray(x)) if as_jax else (lambda x: x)
     have_truth = all(t in records for t in TRUTH)
     return Event(
@@ -313,6 +326,18 @@ def to_event_batch(records: Mapping, km2a=None, wcda=None, wfcta=None, source="<
         event_id=conv(np.asarray(records["event_id"], np.int64)),
         time_mjd=conv(np.asarray(records["time_mjd"], np.float64)),
         truth=({t: conv(np.asarray(records[t], np.float64)) for t in TRUTH} if have_truth else None))
+
+
+def _mask_absent(block, records: Mapping, group: str, entry=None):
+    """Invalidate the channels of ``block`` in events whose presence flag for ``group``'s
+    detector is 0 (all events of a batch block, or event ``entry`` of a single block)."""
+    for flag, groups in PRESENCE.items():
+        if group in groups and flag in records:
+            present = np.asarray(records[flag]).astype(bool)
+            present = present[:, None] if entry is None else present[entry]
+            valid = np.asarray(block.valid) & present
+            return block._replace(valid=valid, hit=np.asarray(block.hit) & valid)
+    return block
 
 
 def _specs(km2a, wcda, wfcta) -> dict:

@@ -1,0 +1,1 @@
+"""Analysis-level quantities computed from reconstructed events (gamma/hadron discrimination, ...)."""
