@@ -91,8 +91,8 @@ def format_table(res: dict) -> str:
              for r in rows]
     a = res["agreement"]
     lines += [
-        f"detectors: {'+'.join(res.get('detectors', ['km2a']))}, {res['primary']} at log10(E/GeV) = "
-        f"{res['log10_energy']:g}, {res['dtype']}",
+        f"detectors: {'+'.join(res.get('detectors', ['km2a']))}, {res.get('primary', '?')} at "
+        f"log10(E/GeV) = {res.get('log10_energy', float('nan')):g}, {res.get('dtype', '?')}",
         f"prepare (seeds + channel selection, {res['n_events']} events): {res['prepare_s']:.3f} s "
         f"warm, {res['prepare_first_call_s']:.2f} s first call (incl. compile); not in events/s",
         f"batched: first call (trace + compile + run, {res['batch_size']} events) "
