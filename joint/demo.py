@@ -9,6 +9,9 @@
 4. Plots in the output folder: Xmax distributions per mass, the LHAASO layout with one event.
 5. KM2A end to end: simulate a short run of photons and protons (30-300 TeV), write it, read it
    back, reconstruct it with the batched fitter, print a resolution table and plot the errors.
+6. WCDA end to end: photons and protons of 1-10 TeV on the ponds, WCDA-only fits (photon
+   hypothesis for both, as a gamma-ray analysis does), resolution table, compactness and PINCness
+   of both; then photons of 100 TeV on the ponds fitted by KM2A alone and by KM2A+WCDA jointly.
 """
 from __future__ import annotations
 
@@ -130,7 +133,88 @@ def run_demo(out: Path, n_events: int = 2000, seed: int = 7) -> int:
     fig.savefig(out / "layout_event.png", dpi=100)
     plt.close(fig)
     print(f"[4] plots: {out / 'xmax_by_mass.png'}, {out / 'layout_event.png'}")
-    return km2a_run(out, seed=seed)
+    return km2a_run(out, seed=seed) or wcda_run(out, seed=seed)
+
+
+def _errors(r):
+    """(angular error [deg], core error [m], E_reco/E_true) of a reco tree's columns."""
+    from detectors.shower import direction
+
+    c = (np.asarray(direction(r["reco_zenith"], r["reco_azimuth"]))
+         * np.asarray(direction(r["true_zenith"], r["true_azimuth"]))).sum(-1)
+    ang = np.degrees(np.arccos(np.clip(c, -1, 1)))
+    core = np.hypot(r["reco_core_x"] - r["true_core_x"], r["reco_core_y"] - r["true_core_y"])
+    return ang, core, 10 ** (r["reco_log10_energy"] - r["true_log10_energy"])
+
+
+def _row(label, r, summary):
+    ok = r["status"] == 0
+    ang, core, ratio = _errors(r)
+    print(f"    {label:16s} {len(ok):4d} {100 * ok.mean():4.0f}% {np.percentile(ang[ok], 68):11.3f} "
+          f"{np.percentile(core[ok], 68):10.2f} {100 * np.percentile(np.abs(ratio[ok] - 1), 68):7.1f}% "
+          f"{100 * (np.median(ratio[ok]) - 1):+6.1f}% {summary['events_per_s']:6.1f}")
+    return ok, ang, ratio
+
+
+def _simulate_and_fit(out, name, cfg, n_events, seed, fit_detectors="auto", **sim):
+    import uproot
+
+    from joint.io.schema import write_events
+    from joint.reconstruct import reconstruct_files
+    from joint.simulation import simulate_records
+
+    path = out / f"{name}.root"
+    if not path.exists():
+        rec, _ = simulate_records(n_events, seed=seed, **sim)
+        write_events(path, rec)
+    reco = out / f"{name}_reco.root"
+    summary = reconstruct_files([path], reco, cfg, batch_size=256, progress=False,
+                                detectors=fit_detectors)
+    with uproot.open(reco) as f:
+        return f["reco"].arrays(library="np"), summary
+
+
+def wcda_run(out: Path, n_events: int = 150, seed: int = 7) -> int:
+    """Step 6: WCDA alone (photons and protons, 1-10 TeV) and KM2A+WCDA (photons, 100 TeV)."""
+    import matplotlib.pyplot as plt
+
+    from joint.reconstruct import ReconstructionConfig
+
+    print(f"[6] WCDA: simulate {n_events} photons and {n_events} protons, log10(E/GeV) 3-4, "
+          "zenith < 40 deg, cores on the ponds; WCDA-only fits, photon hypothesis")
+    print(f"    {'sample':16s} {'n':>4s} {'conv':>5s} {'ang68 [deg]':>11s} {'core68 [m]':>10s} "
+          f"{'E res68':>8s} {'E bias':>7s} {'ev/s':>6s}   compactness  PINCness (medians)")
+    gamma_cfg = ReconstructionConfig(hypothesis="gamma")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for prim in ("gamma", "proton"):
+        r, summary = _simulate_and_fit(out, f"wcda_{prim}", gamma_cfg, n_events, seed,
+                                       primary=prim, detectors=("wcda",),
+                                       log10_energy_range=(3.0, 4.0), cores_on="wcda")
+        ok, ang, _ = _row(f"WCDA {prim}", r, summary)
+        print(f"    {'':16s} {'':>53s} {np.median(r['compactness'][ok]):9.1f} "
+              f"{np.median(r['pincness'][ok]):9.2f}")
+        axes[0].hist(np.log10(np.maximum(r["compactness"][ok], 1e-2)), bins=40, range=(-1, 3),
+                     histtype="step", label=prim)
+        if prim == "gamma":
+            axes[1].hist(ang[ok], bins=40, range=(0, 1.0), histtype="step", label="WCDA, 1-10 TeV")
+    axes[0].set_xlabel("log10 compactness (N_hit / CxPE_45)")
+    axes[0].legend()
+    print("    KM2A+WCDA: 60 photons at 100 TeV on the ponds, fitted by KM2A alone and jointly")
+    sim = dict(primary="gamma", detectors=("km2a", "wcda"), log10_energy_range=(5.0, 5.0),
+               cores_on="wcda")
+    for fit in (("km2a",), ("km2a", "wcda")):
+        r, summary = _simulate_and_fit(out, "km2a_wcda_gamma", gamma_cfg, 60, seed,
+                                       fit_detectors=fit, **sim)
+        ok, ang, _ = _row("+".join(fit), r, summary)
+        axes[1].hist(ang[ok], bins=40, range=(0, 1.0), histtype="step",
+                     label=f"{'+'.join(fit)}, 100 TeV on ponds")
+    axes[1].set_xlabel("angular error [deg]")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "wcda_demo.png", dpi=100)
+    plt.close(fig)
+    print(f"    plot: {out / 'wcda_demo.png'}")
+    return 0
 
 
 def km2a_run(out: Path, n_events: int = 200, seed: int = 7) -> int:

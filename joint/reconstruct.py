@@ -248,6 +248,8 @@ def km2a_observables(shower, ed, md, geometry, response, physics, window=(-50.0,
 #: WCDA hits counted in ``wcda_nhit``/``wcda_npe`` lie within this window of the fitted front
 #: (slewing included) [ns]
 WCDA_TIME_WINDOW = (-30.0, 50.0)
+#: compactness/PINCness charges are expressed in PE of a pond-1 (8-inch) PMT: q · 45 / pe_per_muon
+REFERENCE_PE_PER_MUON = 45.0
 
 
 def wcda_observables(shower, cells, geometry, response, physics, window=WCDA_TIME_WINDOW,
@@ -257,8 +259,9 @@ def wcda_observables(shower, cells, geometry, response, physics, window=WCDA_TIM
     wcda_nhit, wcda_npe : hit cells (and their summed charge [PE]) within ``window`` ns of the
         fitted front, time slewing included — the shower's hits, noise hits outside removed
     compactness : N_hit / CxPE_R (R = ``compactness_radius``, 45 m [M]) on those hits
-    cxpe : CxPE_R [PE];  pincness : HAWC PINCness with the model's charge spread (fano)
-    (``analysis.gamma_hadron``)
+    cxpe : CxPE_R [PE of a pond-1 8-inch PMT];  pincness : HAWC PINCness with the model's charge
+    spread (fano) (``analysis.gamma_hadron``). Both use charges scaled to pond-1 PE
+    (q · 45 / pe_per_muon), so that the 20-inch cells of ponds 2/3 compare.
     """
     from analysis.gamma_hadron import compactness, cxpe, pincness
 
@@ -271,12 +274,16 @@ def wcda_observables(shower, cells, geometry, response, physics, window=WCDA_TIM
     core = jnp.stack([shower.core_x, shower.core_y])
     nhit = jnp.sum(in_time)
     npe = jnp.sum(jnp.where(in_time, cells.signal, 0.0))
-    comp = compactness(cells.signal, in_time, valid, geometry.cell_pos, core, compactness_radius)
-    cx = cxpe(cells.signal, in_time, valid, geometry.cell_pos, core, compactness_radius)
+    # compactness and PINCness on charges in pond-1 (8-inch) PE, so that cells with the larger
+    # PMTs of ponds 2/3 (4× the PE per particle, [M]) compare
+    scale = REFERENCE_PE_PER_MUON / response.pe_per_muon
+    q = cells.signal * scale
+    comp = compactness(q, in_time, valid, geometry.cell_pos, core, compactness_radius)
+    cx = cxpe(q, in_time, valid, geometry.cell_pos, core, compactness_radius)
     fano = jnp.where(cells.signal >= response.switch_pe,
                      e.cell_fano + (1.0 + response.spe_resolution ** 2)
                      * (1.0 / response.small_ratio - 1.0), e.cell_fano)
-    pinc = pincness(cells.signal, in_time, valid, geometry.cell_pos, core, fano)
+    pinc = pincness(q, in_time, valid, geometry.cell_pos, core, fano * scale)
     return {"wcda_nhit": nhit, "wcda_npe": npe, "compactness": comp, "cxpe": cx,
             "pincness": pinc}
 
