@@ -1,4 +1,4 @@
-"""Command line: simulate (truth only so far), show, clear errors, refusal of unbuilt detectors."""
+"""Command line: simulate, show, reconstruct with --detectors, clear errors, refusal of unbuilt detectors."""
 import numpy as np
 import pytest
 
@@ -36,3 +36,45 @@ def test_bad_file_message(tmp_path, capsys):
 def test_unbuilt_detector_refused(tmp_path):
     with pytest.raises(SystemExit, match="not built yet|unknown detector"):
         main(["simulate", "--detectors", "wfcta", "-o", str(tmp_path / "x.root")])
+
+
+def test_simulate_and_reconstruct_wcda_from_the_command_line(tmp_path, capsys):
+    """`simulate --detectors km2a,wcda` writes both detectors and presence flags; reconstruct
+    with --detectors wcda fits WCDA only and writes the WCDA columns."""
+    import uproot
+
+    src = tmp_path / "both.root"
+    assert main(["simulate", "--detectors", "km2a,wcda", "--cores-on", "wcda", "--primary", "gamma",
+                 "--n-events", "16", "--log10-energy-range", "3.6", "3.8", "--seed", "4",
+                 "-o", str(src)]) == 0
+    rec = read_events(src)
+    assert "wcda_id" in rec and "km2a_ed_id" in rec
+    assert set(np.unique(rec["present_wcda"])) <= {0, 1} and rec["present_wcda"].sum() >= 12
+    out = tmp_path / "reco.root"
+    assert main(["reconstruct", str(src), "-o", str(out), "--hypothesis", "gamma",
+                 "--detectors", "wcda", "--batch-size", "16", "--quiet"]) == 0
+    assert "detectors fitted: wcda" in capsys.readouterr().out
+    with uproot.open(out) as f:
+        t = f["reco"].arrays(library="np")
+    assert {"nll_wcda", "wcda_nhit", "compactness", "pincness", "present_wcda"} <= set(t)
+    assert "nll_km2a" not in t
+    assert (t["status"] == 0).mean() >= 0.75
+
+
+def test_presence_flag_invalidates_absent_detector():
+    """An event whose KM2A did not trigger (present_km2a = 0) has every KM2A channel invalid."""
+    from detectors.layout import km2a_layout, wcda_layout
+    from joint.io.schema import to_event_batch, to_events
+    from joint.simulation import simulate_records
+
+    rec, _ = simulate_records(12, primary="gamma", detectors=("km2a", "wcda"), cores_on="wcda",
+                              log10_energy_range=(3.3, 3.3), seed=2)
+    absent = rec["present_km2a"] == 0
+    assert absent.any() and np.all(rec["present_wcda"][absent] == 1)
+    kl, wl = km2a_layout("full"), wcda_layout()
+    batch = to_event_batch(rec, km2a=kl, wcda=wl, as_jax=False)
+    assert not np.asarray(batch.km2a_ed.valid)[absent].any()
+    assert not np.asarray(batch.km2a_ed.hit)[absent].any()
+    assert np.asarray(batch.km2a_ed.valid)[~absent].all()
+    one = to_events(rec, km2a=kl, wcda=wl)[int(np.flatnonzero(absent)[0])]
+    assert not np.asarray(one.km2a_md.valid).any() and np.asarray(one.wcda.valid).all()
