@@ -160,3 +160,23 @@ def test_joint_km2a_wcda_beats_km2a_alone_on_ponds():
     assert fj["n"] >= 28
     assert fj["core68"] < 0.5 * fa["core68"]
     assert fj["ang68"] < fa["ang68"]
+
+
+def test_wcda_pulls_small_sample():
+    """64 photons at 10 TeV on the ponds, no age fluctuation: the fitted errors describe the
+    scatter (robust pull width ~1, mean ~0); the 600-event figures are in BENCHMARKS.md."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from common import simulate_and_reconstruct
+    from km2a_pulls import pull_stats
+    from joint.reconstruct import ReconstructionConfig
+
+    cfg = ReconstructionConfig(hypothesis="gamma", detectors=("wcda",))
+    rec, out, _ = simulate_and_reconstruct("gamma", 4.0, 64, 8, "gamma", cfg=cfg, detectors=("wcda",),
+                                           cores_on="wcda", age_sigma=0.0, batch_size=64)
+    res, conv = pull_stats(rec, out, ("core_x", "core_y", "zenith", "azimuth", "log10_energy"))
+    assert conv >= 0.9
+    for f, r in res.items():
+        assert 0.7 < r["robust_std"] < 1.35, (f, r)
+        assert abs(r["mean"]) < 0.4, (f, r)
