@@ -377,15 +377,18 @@ def _batched_seed(items):
 #: WCDA seed: log10(E/GeV) = slope · log10(N) + offset + sec_coeff (sec θ − 1), N the
 #: electromagnetic-particle equivalent (charge / (em_pe_fraction · pe_per_muon)) of the cells
 #: within 100 m of the core on the front. Read off this project's own WCDA simulation of photons
-#: (1–30 TeV, cores on the ponds; ``benchmarks/wcda_seed_calibration.py``) — a seed only.
-WCDA_ENERGY_SLOPE = 0.95
-WCDA_ENERGY_OFFSET = 0.9
+#: (400 photons, 1–30 TeV, E^-1, zenith < 40°, cores on the ponds; least squares of the true
+#: log10 E on log10 N and sec θ − 1: residual rms 0.15 dex) — a seed only; the pipeline then
+#: scans the energy by the likelihood (``joint.reconstruct.SEED_ENERGY_SCAN``).
+WCDA_ENERGY_SLOPE = 0.74
+WCDA_ENERGY_OFFSET = 1.21
+WCDA_ENERGY_SEC_COEFF = 1.12
 
 
 def wcda_seed(cells, cell_pos, response, *, em_pe_fraction=0.12, min_particles=0.25,
               window_ns=200.0, core_sigma_end=8.0, plane_radius=150.0, size_radius=100.0,
               cone_slope=0.07, energy_slope=WCDA_ENERGY_SLOPE, energy_offset=WCDA_ENERGY_OFFSET,
-              energy_sec_coeff=1.7, n_hits_max=512) -> Shower:
+              energy_sec_coeff=WCDA_ENERGY_SEC_COEFF, n_hits_max=512) -> Shower:
     """Seed Shower for ONE WCDA event: :func:`km2a_seed`'s steps on the cells.
 
     The cell times are corrected for the PMT's charge-dependent slewing
@@ -394,6 +397,9 @@ def wcda_seed(cells, cell_pos, response, *, em_pe_fraction=0.12, min_particles=0
     compare), cells below ``min_particles`` (dark-noise hits of ~1 PE) are dropped; then the
     densest 200 ns window, the optimized centroid (σ down to 8 m: cells are 5 m), the conical
     plane fit (α = 0.07 ns/m, WCDA-1 code [U]) and the size → energy relation above.
+    The charge centroid lies where the axis crosses the PMTs' depth (≈ 27 m below the 4400 m
+    reference of the core: 15 m sideways at 30° zenith), so the core is moved along the fitted
+    axis to the reference height (and t0 with it).
 
     cells : ChannelBlock (n,);  cell_pos : (n, 3) [m];  response : ``detectors.wcda.Response``.
     """
@@ -401,10 +407,17 @@ def wcda_seed(cells, cell_pos, response, *, em_pe_fraction=0.12, min_particles=0
 
     corrected = cells._replace(time=jnp.where(cells.hit, cells.time
                                               - time_slewing(cells.signal, response), 0.0))
-    return km2a_seed(corrected, None, cell_pos, None,
+    seed = km2a_seed(corrected, None, cell_pos, None,
                      pe_per_particle=em_pe_fraction * jnp.asarray(response.pe_per_muon),
                      min_particles=min_particles, window_ns=window_ns,
                      core_sigma_end=core_sigma_end, plane_radius=plane_radius,
                      size_radius=size_radius, cone_slope=cone_slope, energy_slope=energy_slope,
                      energy_offset=energy_offset, energy_sec_coeff=energy_sec_coeff,
                      n_hits_max=n_hits_max)
+    z = jnp.mean(jnp.asarray(cell_pos)[:, 2]).astype(seed.core_x.dtype)
+    tan_t = jnp.tan(jnp.minimum(seed.zenith, 1.2))
+    dx, dy = -z * tan_t * jnp.cos(seed.azimuth), -z * tan_t * jnp.sin(seed.azimuth)
+    # t0 at the moved core: the plane front t = t0 − ((x − core)·n)/c with x − core = (dx, dy, 0)
+    n_x, n_y = jnp.sin(seed.zenith) * jnp.cos(seed.azimuth), jnp.sin(seed.zenith) * jnp.sin(seed.azimuth)
+    t0 = seed.t0 - (dx * n_x + dy * n_y) / SPEED_OF_LIGHT_M_PER_NS
+    return seed._replace(core_x=seed.core_x + dx, core_y=seed.core_y + dy, t0=t0)

@@ -163,8 +163,9 @@ def test_joint_km2a_wcda_beats_km2a_alone_on_ponds():
 
 
 def test_wcda_pulls_small_sample():
-    """64 photons at 10 TeV on the ponds, no age fluctuation: the fitted errors describe the
-    scatter (robust pull width ~1, mean ~0); the 600-event figures are in BENCHMARKS.md."""
+    """96 photons of 2–30 TeV (E^-1) on the ponds, no age fluctuation: the fitted errors
+    describe the scatter (robust pull width ~1, mean ~0); the large-sample figures are in
+    BENCHMARKS.md (benchmarks/wcda_pulls.py, the same configuration)."""
     import sys
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -173,8 +174,9 @@ def test_wcda_pulls_small_sample():
     from joint.reconstruct import ReconstructionConfig
 
     cfg = ReconstructionConfig(hypothesis="gamma", detectors=("wcda",))
-    rec, out, _ = simulate_and_reconstruct("gamma", 4.0, 64, 8, "gamma", cfg=cfg, detectors=("wcda",),
-                                           cores_on="wcda", age_sigma=0.0, batch_size=64)
+    rec, out, _ = simulate_and_reconstruct("gamma", None, 96, 8, "gamma", cfg=cfg, detectors=("wcda",),
+                                           cores_on="wcda", age_sigma=0.0, batch_size=96,
+                                           log10_energy_range=(3.3, 4.5), spectral_index=-1.0)
     res, conv = pull_stats(rec, out, ("core_x", "core_y", "zenith", "azimuth", "log10_energy"))
     assert conv >= 0.9
     for f, r in res.items():
