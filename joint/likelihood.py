@@ -26,11 +26,11 @@ import jax.numpy as jnp
 
 from functools import lru_cache
 
-from detectors import km2a, wcda
+from detectors import km2a, wcda, wfcta
 from detectors.shower import Shower
 from joint.fit import ScoringModel
 
-__all__ = ["KM2AData", "WCDAData", "select_wcda", "wcda_model", "detector_model", "joint_model",
+__all__ = ["KM2AData", "WCDAData", "WFCTAData", "select_wfcta", "select_wcda", "wcda_model", "detector_model", "joint_model",
            "DEFAULT_N_WCDA", "XmaxPrior", "xmax_prior_residual", "select_km2a", "km2a_model", "km2a_nll", "joint_nll", "DEFAULT_N_ED", "DEFAULT_N_MD"]
 
 DEFAULT_N_ED = 768
@@ -110,7 +110,18 @@ def _scoring(module, physics):
         weights=lambda e, d: module.information_weights(e, d.geometry, d.response))
 
 
-_MODULES = {"km2a": km2a, "wcda": wcda}
+class WFCTAData(NamedTuple):
+    geometry: wfcta.Geometry
+    response: wfcta.Response
+    observed: wfcta.Observed
+
+
+def select_wfcta(block, geometry: wfcta.Geometry, response: wfcta.Response) -> WFCTAData:
+    """Every pixel of every telescope (n_tel · 1024; the image model is cheap per pixel)."""
+    return WFCTAData(geometry, response, wfcta.Observed(pixels=block))
+
+
+_MODULES = {"km2a": km2a, "wcda": wcda, "wfcta": wfcta}
 
 
 @lru_cache(maxsize=32)

@@ -17,11 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from detectors import km2a, wcda
+from detectors import km2a, wcda, wfcta
 from detectors.shower import FIELDS, Shower
 from joint import fit as fitmod
 from joint.likelihood import (DEFAULT_N_ED, DEFAULT_N_MD, DEFAULT_N_WCDA, detector_model,
-                              joint_model, select_km2a, select_wcda)
+                              joint_model, select_km2a, select_wcda, select_wfcta)
 from joint.seeds import km2a_seed, wcda_seed
 
 __all__ = ["ReconstructionConfig", "reconstruct_batch", "reconstruct_files", "km2a_observables"]
@@ -40,7 +40,7 @@ GAMMA_LOG_MUON_SCALE = float(np.log(0.1))
 
 
 #: Detectors the pipeline can fit (``ReconstructionConfig.detectors``)
-BUILT_DETECTORS = ("km2a", "wcda")
+BUILT_DETECTORS = ("km2a", "wcda", "wfcta")
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,9 @@ class ReconstructionConfig:
         not set the cost of the whole batch (PERFORMANCE.md §6, item 3); 0 disables it
     algorithm : "scoring" (Fisher scoring, default) or "newton" (exact Hessian)
     xmax_prior : add the Gaussian Xmax prior of the hypothesis (``joint.likelihood.XmaxPrior``)
+    truth_fields : Shower fields seeded from the simulation truth (e.g. a WFCTA fit with the
+        geometry fixed from truth: ``truth_fields=("core_x", "core_y", "zenith", "azimuth")``
+        with those fields left out of ``free``); needs events with truth
 
     Seeds: each detector's own seed is a candidate; its energy (and the Xmax that goes with it)
     is moved to the best of ``SEED_ENERGY_SCAN`` by the nll, and with several detectors the
@@ -79,6 +82,7 @@ class ReconstructionConfig:
     xmax_prior: bool = True
     detectors: tuple = ("km2a",)
     n_wcda: int | None = DEFAULT_N_WCDA
+    truth_fields: tuple = ()
 
     def __post_init__(self):
         dets = tuple(self.detectors)
@@ -98,7 +102,8 @@ class ReconstructionConfig:
         return self.physics_of("km2a")
 
     def physics_of(self, detector: str):
-        cls = {"km2a": km2a.KM2APhysics, "wcda": wcda.WCDAPhysics}[detector]
+        cls = {"km2a": km2a.KM2APhysics, "wcda": wcda.WCDAPhysics,
+               "wfcta": wfcta.WFCTAPhysics}[detector]
         return cls(is_gamma=self.is_gamma)
 
     @property
@@ -126,6 +131,8 @@ def default_xmax(log10_energy, hypothesis):
 
 #: log10-energy offsets [dex] tried around each seed (``_pipeline``'s energy scan)
 SEED_ENERGY_SCAN = (-0.6, -0.3, 0.0, 0.3, 0.6)
+#: Xmax offsets [g/cm²] tried as well when WFCTA takes part (its images constrain Xmax sharply)
+SEED_XMAX_SCAN = (-150.0, -75.0, 0.0, 75.0, 150.0)
 
 
 def _select(tree_a, tree_b, use_b):
@@ -164,6 +171,8 @@ def _pipeline(cfg: ReconstructionConfig):
                                        resps["km2a"], cfg.n_ed, cfg.n_md)
         if "wcda" in cfg.detectors:
             data["wcda"] = select_wcda(blocks["wcda"], core, geos["wcda"], resps["wcda"], cfg.n_wcda)
+        if "wfcta" in cfg.detectors:
+            data["wfcta"] = select_wfcta(blocks["wfcta"], geos["wfcta"], resps["wfcta"])
         return data
 
     def energy_scan(seed, data):
@@ -173,6 +182,8 @@ def _pipeline(cfg: ReconstructionConfig):
         (measured: 12–17% of KM2A+WCDA photons at 100 TeV on the ponds ended on the Xmax bound)."""
         trials = [finish_seed(seed._replace(log10_energy=seed.log10_energy + d))
                   for d in SEED_ENERGY_SCAN]
+        if "wfcta" in cfg.detectors and cfg.xmax_fixed is None:  # images pin Xmax: scan it too
+            trials = [t._replace(xmax=t.xmax + dx) for t in trials for dx in SEED_XMAX_SCAN]
         values = jnp.stack([model(t, data) for t in trials])
         values = jnp.where(jnp.isfinite(values), values, jnp.inf)
         best = jnp.argmin(values)
@@ -186,6 +197,13 @@ def _pipeline(cfg: ReconstructionConfig):
             candidates.append(km2a_seed(blocks["km2a_ed"], blocks["km2a_md"], g.ed_pos, g.md_pos))
         if "wcda" in cfg.detectors:
             candidates.append(wcda_seed(blocks["wcda"], geos["wcda"].cell_pos, resps["wcda"]))
+        if not candidates:  # WFCTA alone: geometry from the truth (truth_fields), energy scanned
+            z = jnp.zeros((), blocks["wfcta"].signal.dtype)
+            candidates.append(Shower(core_x=z, core_y=z, zenith=z, azimuth=z,
+                                     log10_energy=z + 6.0, xmax=z + 600.0, log_muon_scale=z,
+                                     t0=z))
+        candidates = [c._replace(**{f: blocks["truth"][f"true_{f}"].astype(c.core_x.dtype)
+                                    for f in cfg.truth_fields}) for c in candidates]
         seed = finish_seed(candidates[0])
         data = select(blocks, geos, resps, seed)
         seed, value = energy_scan(seed, data)
@@ -218,7 +236,7 @@ def _normalise(batch, geometry, response, cfg):
     if missing:
         raise ValueError(f"no geometry/response given for {missing} (configured detectors "
                          f"{cfg.detectors})")
-    names = {"km2a": ("km2a_ed", "km2a_md"), "wcda": ("wcda",)}
+    names = {"km2a": ("km2a_ed", "km2a_md"), "wcda": ("wcda",), "wfcta": ("wfcta",)}
     blocks = {}
     for d in cfg.detectors:
         for b in names[d]:
@@ -229,6 +247,11 @@ def _normalise(batch, geometry, response, cfg):
             blocks[b] = block
     geos = {d: geometry[d] for d in cfg.detectors}
     resps = {d: response[d] for d in cfg.detectors}
+    if cfg.truth_fields:
+        truth = getattr(batch, "truth", None)
+        if truth is None:
+            raise ValueError(f"truth_fields={cfg.truth_fields} needs events with simulation truth")
+        blocks["truth"] = {f"true_{f}": truth[f"true_{f}"] for f in cfg.truth_fields}
     return _cast((blocks, geos, resps), cfg)
 
 

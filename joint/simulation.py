@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from detectors import km2a, wcda
+from detectors import km2a, wcda, wfcta
 from detectors.primaries import sample_primaries, shower_from_truth
 
 __all__ = ["simulate_km2a_blocks", "simulate_wcda_blocks", "simulate_records", "dense_to_jagged",
@@ -76,7 +76,54 @@ def simulate_wcda_blocks(key, showers, is_gamma, geometry, response,
               physics)
 
 
-SIMULATED_DETECTORS = ("km2a", "wcda")
+SIMULATED_DETECTORS = ("km2a", "wcda", "wfcta")
+
+
+@lru_cache(maxsize=4)
+def _wfcta_sim_fn(dead_fraction, physics):
+    # physics is closed over: its n_slices fixes array shapes (static)
+    def one(key, shower, is_gamma, geometry, response):
+        return wfcta.simulate(key, shower, geometry, response, physics._replace(is_gamma=is_gamma),
+                              dead_fraction=dead_fraction)
+    return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, None, None)))
+
+
+def simulate_wfcta_blocks(key, showers, is_gamma, geometry, response,
+                          physics=wfcta.DEFAULT_PHYSICS, dead_fraction=0.0, chunk=64):
+    """Vmapped ``wfcta.simulate`` (in chunks of ``chunk`` showers: the image model holds
+    n_tel × n_slices × 32 values per event): (Observed with (B, n_tel·1024) pixels, triggered)."""
+    n = is_gamma.shape[0]
+    keys = jax.random.split(key, n)
+    fn = _wfcta_sim_fn(float(dead_fraction), physics)
+    g = jnp.asarray(is_gamma, showers.log10_energy.dtype)
+    outs = []
+    for s in range(0, n, chunk):
+        sl = slice(s, s + chunk)
+        outs.append(fn(keys[sl], jax.tree_util.tree_map(lambda a: a[sl], showers), g[sl],
+                       geometry, response))
+    return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *outs)
+
+
+def wfcta_geometry_sampler(layout, rng, n, max_offset_deg=5.0, core_radius_m=300.0):
+    """Showers the telescopes look at: the arrival direction within ``max_offset_deg`` of a
+    random telescope's optical axis (uniform on the cap), the core uniform within
+    ``core_radius_m`` of the telescopes' centre. Returns (zenith, azimuth, core_x, core_y)."""
+    t = rng.integers(0, layout.n_tel, n)
+    az, ze = layout.azimuth[t], layout.zenith[t]
+    axis = np.stack([np.sin(ze) * np.cos(az), np.sin(ze) * np.sin(az), np.cos(ze)], -1)
+    e1 = np.stack([-np.sin(az), np.cos(az), np.zeros_like(az)], -1)
+    e2 = np.cross(axis, e1)
+    cos_max = np.cos(np.radians(max_offset_deg))
+    c = rng.uniform(cos_max, 1.0, n)
+    phi = rng.uniform(0.0, 2 * np.pi, n)
+    sn = np.sqrt(1 - c * c)
+    v = c[:, None] * axis + sn[:, None] * (np.cos(phi)[:, None] * e1 + np.sin(phi)[:, None] * e2)
+    zen = np.arccos(np.clip(v[:, 2], -1, 1))
+    azi = np.mod(np.arctan2(v[:, 1], v[:, 0]), 2 * np.pi)
+    centre = layout.tel_pos[:, :2].mean(axis=0)
+    r = core_radius_m * np.sqrt(rng.uniform(0, 1, n))
+    a = rng.uniform(0, 2 * np.pi, n)
+    return zen, azi, centre[0] + r * np.cos(a), centre[1] + r * np.sin(a)
 
 
 def wcda_core_sampler(layout, rng, n):
@@ -92,14 +139,17 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
                      km2a_layout=None, response=None, model="EPOS-LHC", chunk=256,
                      keep_untriggered=False, progress=None, age_sigma=0.05, dead_fraction=0.0,
                      wcda_layout=None, wcda_response=None, cores_on="array",
-                     wcda_subshowers=wcda.HADRON_SUBSHOWERS, **primary_kwargs):
+                     wcda_subshowers=wcda.HADRON_SUBSHOWERS, wfcta_layout=None,
+                     wfcta_response=None, **primary_kwargs):
     """Sample primaries and simulate them until ``n_events`` triggered events are collected.
 
     detectors : which detectors to simulate (a subset of ("km2a", "wcda")); an event is kept when
         any of them triggers, and ``present_<det>`` records which did (a detector that did not
         trigger is absent from that event: its channels are invalid when read back).
     cores_on : "array" (uniform in ``core_radius_m`` around ``core_centre``, default the KM2A
-        centre) or "wcda" (uniform on the WCDA cells).
+        centre), "wcda" (uniform on the WCDA cells) or "wfcta" (directions within 5° of a
+        telescope's axis and cores within ``core_radius_m`` of the telescopes:
+        :func:`wfcta_geometry_sampler`).
     wcda_subshowers : hadronic sub-showers of the WCDA simulation (``wcda.HADRON_SUBSHOWERS``;
         None: a smooth shower).
 
@@ -111,8 +161,8 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
     detectors = tuple(d for d in SIMULATED_DETECTORS if d in detectors)
     if not detectors or len(detectors) != len(set(detectors)):
         raise ValueError(f"detectors must be a non-empty subset of {SIMULATED_DETECTORS}")
-    if cores_on not in ("array", "wcda"):
-        raise ValueError(f"cores_on must be 'array' or 'wcda', got {cores_on!r}")
+    if cores_on not in ("array", "wcda", "wfcta"):
+        raise ValueError(f"cores_on must be 'array', 'wcda' or 'wfcta', got {cores_on!r}")
     setup = {}
     if "km2a" in detectors:
         lay = km2a_layout or load_km2a("full")
@@ -122,6 +172,12 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
     if "wcda" in detectors:
         wgeo = wcda.Geometry.from_layout(wlay)
         setup["wcda"] = (wlay, wgeo, wcda_response or wcda.Response.nominal(wgeo))
+    if "wfcta" in detectors or cores_on == "wfcta":
+        from detectors.layout import wfcta_layout as load_wfcta
+
+        flay = wfcta_layout or load_wfcta()
+        fgeo = wfcta.Geometry.from_layout(flay)
+        setup["wfcta"] = (flay, fgeo, wfcta_response or wfcta.Response.nominal(fgeo))
     rng = np.random.default_rng(seed)
     key = jax.random.PRNGKey(seed)
     kept, thrown = [], 0
@@ -132,6 +188,10 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
                                  model=model, **primary_kwargs)
         if cores_on == "wcda":
             truth["true_core_x"], truth["true_core_y"] = wcda_core_sampler(wlay, rng, chunk)
+        elif cores_on == "wfcta":
+            (truth["true_zenith"], truth["true_azimuth"], truth["true_core_x"],
+             truth["true_core_y"]) = wfcta_geometry_sampler(setup["wfcta"][0], rng, chunk,
+                                                            core_radius_m=min(core_radius_m, 300.0))
         showers = shower_from_truth(truth, dtype=jnp.float32)
         is_gamma = (truth["true_mass_number"] == 0).astype(np.float32)
         blocks, trig = {}, {}
@@ -142,10 +202,14 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
                 obs, t = simulate_km2a_blocks(sub, showers, is_gamma, g, r, age_sigma=age_sigma,
                                               dead_fraction=dead_fraction)
                 blocks["km2a_ed"], blocks["km2a_md"] = obs.ed, obs.md
-            else:
+            elif d == "wcda":
                 obs, t = simulate_wcda_blocks(sub, showers, is_gamma, g, r, age_sigma=age_sigma,
                                               dead_fraction=dead_fraction, subshowers=wcda_subshowers)
                 blocks["wcda"] = obs.cells
+            else:
+                obs, t = simulate_wfcta_blocks(sub, showers, is_gamma, g, r,
+                                               dead_fraction=dead_fraction)
+                blocks["wfcta"] = obs.pixels
             trig[d] = np.asarray(t) | keep_untriggered
         any_trig = np.logical_or.reduce([trig[d] for d in detectors])
         thrown += chunk
@@ -173,6 +237,18 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
         block = jax.tree_util.tree_map(lambda *a: np.concatenate(a), *[c[1][name] for c in kept])
         i, t, q = dense_to_jagged(block, cell_ids)
         records[f"{name}_id"], records[f"{name}_time"], records[f"{name}_pe"] = i, t, q
+    if "wfcta" in detectors:
+        import awkward as ak
+
+        flay = setup["wfcta"][0]
+        block = jax.tree_util.tree_map(lambda *a: np.concatenate(a), *[c[1]["wfcta"] for c in kept])
+        ch = np.arange(flay.n_tel * flay.n_pix)
+        i, _, q = dense_to_jagged(block, ch)
+        flat = ak.to_numpy(ak.flatten(i))
+        counts = ak.to_numpy(ak.num(i))
+        records["wfcta_tel"] = ak.unflatten(flay.tel_id[flat // flay.n_pix].astype(np.int16), counts)
+        records["wfcta_pix"] = ak.unflatten((flat % flay.n_pix).astype(np.int16), counts)
+        records["wfcta_pe"] = q
     if len(detectors) > 1:
         for d in detectors:
             records[f"present_{d}"] = np.concatenate([c[2][d] for c in kept]).astype(np.int8)

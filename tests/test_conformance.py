@@ -89,7 +89,37 @@ def _wcda_case(n_cells=400, edge=None) -> Case:
     return Case(s, expected, nll, simulate, "wcda")
 
 
-DETECTORS = {"km2a": _km2a_case, "wcda": _wcda_case}
+def _wfcta_case(edge=None) -> Case:
+    from detectors import wfcta
+    from detectors.layout import wfcta_layout
+
+    lay = wfcta_layout(tel_ids=[1, 3])
+    az, ze = float(lay.azimuth[0]), float(lay.zenith[0])
+    core = lay.tel_pos[0, :2] + 120.0 * np.array([np.cos(az + 0.6), np.sin(az + 0.6)])
+    s = Shower.make(dtype=jnp.float64, core_x=float(core[0]), core_y=float(core[1]),
+                    zenith=ze + 0.02, azimuth=az + 0.03, log10_energy=5.8, xmax=620.0,
+                    log_muon_scale=0.0, t0=0.0)
+    if edge == "vertical_on_channel":  # the core next to a telescope, the axis along its optics
+        s = s._replace(core_x=jnp.float64(lay.tel_pos[0, 0] + 5.0),
+                       core_y=jnp.float64(lay.tel_pos[0, 1]), zenith=jnp.float64(ze),
+                       azimuth=jnp.float64(az))
+    geo = wfcta.Geometry.from_layout(lay)
+    resp = wfcta.Response.nominal(geo)
+    phys = wfcta.WFCTAPhysics(n_slices=32)
+
+    def expected(sh):
+        return wfcta.expected(sh, geo, resp, phys)
+
+    def simulate(key, sh):
+        return wfcta.simulate(key, sh, geo, resp, phys)[0]
+
+    def nll(sh, obs):
+        return wfcta.nll(obs, wfcta.expected(sh, geo, resp, phys), geo, resp)
+
+    return Case(s, expected, nll, simulate, "wfcta")
+
+
+DETECTORS = {"km2a": _km2a_case, "wcda": _wcda_case, "wfcta": _wfcta_case}
 
 
 def _perturb(s: Shower, rng, scale=1.0) -> Shower:

@@ -1,0 +1,329 @@
+"""WFCTA forward model: Cherenkov (and fluorescence) images of the longitudinal profile.
+
+One event at a time (batch with ``jax.vmap``); every function is pure and jit/grad-safe. The
+telescopes and cameras come from ``detectors.layout.wfcta_layout`` (6 public telescopes [U], or
+a user list of up to 18); every number PHYSICS.md tags [M] is a documented parameter.
+
+Model (``expected``)
+--------------------
+* The shower axis is cut into ``n_slices`` slices of equal slant depth from ``x_top`` to the
+  ground (4400 m); slice k has depth X_k, height h_k and position P_k on the axis.
+* Charged particles N(X_k) from the Gaisser–Hillas profile (Xmax, N_max(E), USP shape:
+  ``profile.gh_shape_params``), age s_k; Cherenkov photons emitted in the slice
+  N_k · dN/dl(h_k, s_k) · Δl_k (Nerling yield with the local threshold, ``detectors.cherenkov``);
+  fluorescence photons Y_fl · dE/dX(X_k) · ΔX_k (isotropic, ``fluorescence_yield_per_mev``
+  = 20 photons/MeV in 300–430 nm [M]).
+* Photons reaching a telescope at distance D_k under angle β_k to the axis:
+  cherenkov · (dN/dΩ)(β_k) · A/D_k² + fluorescence · A/(4π D_k²), times the wavelength-averaged
+  Rayleigh + aerosol transmission along the line of sight and the photon → PE efficiency
+  (mirror reflectivity × filter transmission (``WFCTA`` tables) × window 0.87 [U] × SiPM PDE
+  0.25 [M]) and the telescope's and pixel's relative efficiencies.
+* Image: the direction of P_k from the telescope in the camera's tangent plane (gnomonic, as
+  ``layout.pixel_directions``), spread by a Gaussian of σ_k² = σ_spot² + (f_lat · r_M(h_k)/D_k)²
+  (optical spot 0.2° [C, star-light calibration], the lateral spread of the emitting
+  electrons, f_lat = 0.3 of the local Molière radius [M]) and integrated over each square pixel
+  (the camera grid is separable: columns × rows, so the integral is a product of two 1-D ones).
+* Night-sky background: ``nsb_pe`` per pixel per event window (15 PE [M]).
+
+Likelihood (``nll``)
+--------------------
+Every valid pixel of every telescope: a scaled Poisson in n_eff = q/F, μ_eff = μ/F with the
+SiPM excess-noise factor F (1.2 [M]; crosstalk and afterpulses), μ = signal + background, the
+Jacobian −ln F kept (constants kept, values compare between events).
+
+Simulation (``simulate``)
+-------------------------
+Poisson photoelectrons of the signal and the background, excess noise (Gamma, variance
+(F − 1)·n), dead pixels, and shower-to-shower fluctuations of the profile's width (L scaled by
+1 + 0.05·N(0, 1) [M]) and of the lateral spread (f_lat × (1 + 0.1·N(0, 1)) [M]) that the fit
+model does not carry.
+
+Units: positions m (array frame, z relative to 4400 m), angles rad, depths g/cm², charges PE.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import gammaln, ndtr
+
+from . import atmosphere, cherenkov, profile
+from .shower import REFERENCE_HEIGHT_M, Shower, direction, ground_slant_depth
+
+__all__ = ["Geometry", "Response", "WFCTAPhysics", "Expectation", "Observed", "expected",
+           "predict", "nll", "channel_nll", "simulate", "information_weights", "fisher_stats",
+           "photon_efficiency", "camera_coordinates", "DEFAULT_PHYSICS"]
+
+N_SIDE = 32
+
+
+class Geometry(NamedTuple):
+    """WFCTA telescopes of one run period.
+
+    tel_pos : (n_tel, 3) [m];  tel_axis, tel_e_az, tel_e_el : (n_tel, 3) optical axis and the
+        camera's unit vectors towards increasing azimuth (ξ) and elevation (η)
+    col_x : (32,) [rad] tangent-plane ξ of the pixel columns; row_y : (32,) [rad] η of the rows
+        (pixel k = row·32 + column, as ``layout.camera_pixel_xy``)
+    pixel_size : [rad] angular side of a pixel (25.8 mm / 2870 mm)
+    mirror_area : [m²] 5.0 [M] (4.7–5 m², PHYSICS.md §4)
+    spot_sigma : [rad] optical spot, 0.2° [C]
+    pixel_live : (n_tel, 1024) bool
+    """
+
+    tel_pos: jnp.ndarray
+    tel_axis: jnp.ndarray
+    tel_e_az: jnp.ndarray
+    tel_e_el: jnp.ndarray
+    col_x: jnp.ndarray
+    row_y: jnp.ndarray
+    pixel_size: float
+    mirror_area: float = 5.0
+    spot_sigma: float = float(np.radians(0.2))
+    pixel_live: jnp.ndarray | None = None
+
+    @classmethod
+    def from_layout(cls, layout, pixel_live=None, mirror_area=5.0, spot_deg=0.2) -> "Geometry":
+        az, ze = np.asarray(layout.azimuth), np.asarray(layout.zenith)
+        axis = np.stack([np.sin(ze) * np.cos(az), np.sin(ze) * np.sin(az), np.cos(ze)], -1)
+        e_az = np.stack([-np.sin(az), np.cos(az), np.zeros_like(az)], -1)
+        e_el = np.stack([-np.cos(ze) * np.cos(az), -np.cos(ze) * np.sin(az), np.sin(ze)], -1)
+        ang = np.asarray(layout.pixel_angle).reshape(N_SIDE, N_SIDE, 2)
+        n = layout.n_tel * layout.n_pix
+        live = np.ones((layout.n_tel, layout.n_pix), bool) if pixel_live is None else \
+            np.asarray(pixel_live, bool).reshape(layout.n_tel, layout.n_pix)
+        del n
+        return cls(tel_pos=np.asarray(layout.tel_pos, np.float64), tel_axis=axis, tel_e_az=e_az,
+                   tel_e_el=e_el, col_x=ang[0, :, 0].copy(), row_y=ang[:, 0, 1].copy(),
+                   pixel_size=float(layout.pixel_angular_size), mirror_area=float(mirror_area),
+                   spot_sigma=float(np.radians(spot_deg)), pixel_live=live)
+
+
+def photon_efficiency(pde=0.25, window=0.87):
+    """(mean photon → PE efficiency over the Cherenkov 1/λ² spectrum in 290–430 nm, weights (8,)
+    of the photons that become PE on ``cherenkov.WAVELENGTH_GRID_NM``): mirror reflectivity ×
+    filter transmission at normal incidence × window [U] × SiPM PDE [M]."""
+    from .layout import wfcta_optics_table
+
+    lam = cherenkov.WAVELENGTH_GRID_NM
+    mirror = wfcta_optics_table("mirror")
+    filt = wfcta_optics_table("filter")
+    m = np.interp(lam, mirror[:, 0], mirror[:, 1])
+    order = np.argsort(filt[:, 0])
+    f = np.interp(lam, filt[order, 0], filt[order, 1])
+    eff = m * f * window * pde
+    spec = 1.0 / lam ** 2
+    w = spec * eff
+    return float(np.sum(w) / np.sum(spec)), w / np.sum(w)
+
+
+class Response(NamedTuple):
+    """Per-pixel and per-telescope calibration (a pytree, learnable by ``calib``).
+
+    pixel_gain : (n_tel, 1024) relative gain, nominal 1
+    tel_efficiency : (n_tel,) relative efficiency (mirror, dust), nominal 1
+    nsb_pe : (n_tel, 1024) mean night-sky background per pixel per event [PE], 15 [M]
+    efficiency : mean photon → PE efficiency (:func:`photon_efficiency`)
+    wavelength_weights : (8,) photon weights for the transmission average
+    excess_noise : SiPM excess-noise factor F, 1.2 [M]
+    """
+
+    pixel_gain: jnp.ndarray
+    tel_efficiency: jnp.ndarray
+    nsb_pe: jnp.ndarray
+    efficiency: float
+    wavelength_weights: jnp.ndarray
+    excess_noise: float = 1.2
+
+    @classmethod
+    def nominal(cls, geometry: Geometry, nsb_pe=15.0, pde=0.25, **overrides) -> "Response":
+        n_tel = np.asarray(geometry.tel_pos).shape[0]
+        eff, w = photon_efficiency(pde=pde)
+        base = dict(pixel_gain=np.ones((n_tel, N_SIDE * N_SIDE)), tel_efficiency=np.ones(n_tel),
+                    nsb_pe=np.full((n_tel, N_SIDE * N_SIDE), float(nsb_pe)), efficiency=eff,
+                    wavelength_weights=w)
+        base.update(overrides)
+        return cls(**base)
+
+
+class WFCTAPhysics(NamedTuple):
+    """Model parameters ([M] = assumption, PHYSICS.md tags).
+
+    is_gamma : photon hypothesis (energy per particle of ``profile.n_max_from_energy``)
+    n_slices : slices along the axis, 64;  x_top : [g/cm²] slant depth where the profile starts, 30
+    lateral_fraction : σ of the emitting electrons' lateral spread / local Molière radius, 0.3 [M]
+    fluorescence_yield_per_mev : 20 photons/MeV in 300–430 nm [M] (0 disables fluorescence)
+    profile_width_scale, lateral_scale : multiply the USP width L and lateral_fraction (the
+        simulation fluctuates them; 1 in the fit)
+    transmission : ``cherenkov.Transmission`` (Rayleigh [C], aerosols [M])
+    """
+
+    is_gamma: float = 0.0
+    n_slices: int = 64
+    x_top: float = 30.0
+    lateral_fraction: float = 0.3
+    fluorescence_yield_per_mev: float = 20.0
+    profile_width_scale: float = 1.0
+    lateral_scale: float = 1.0
+    transmission: cherenkov.Transmission = cherenkov.Transmission()
+
+
+DEFAULT_PHYSICS = WFCTAPhysics()
+
+
+class Expectation(NamedTuple):
+    """pixel_pe : (n_tel, 1024) mean PE (signal + background); signal_pe : the shower's part;
+    depth, n_ch, cherenkov_photons : (n_slices,) slant depth [g/cm²], charged particles and
+    emitted Cherenkov photons of the slices (the model's longitudinal profile)."""
+
+    pixel_pe: jnp.ndarray
+    signal_pe: jnp.ndarray
+    depth: jnp.ndarray
+    n_ch: jnp.ndarray
+    cherenkov_photons: jnp.ndarray
+
+
+class Observed(NamedTuple):
+    """WFCTA observations of one event: a ChannelBlock over n_tel · 1024 pixels (signal [PE])."""
+
+    pixels: object
+
+
+def camera_coordinates(points, geometry: Geometry):
+    """Tangent-plane (ξ, η) [rad] of 3-D points (…, 3) seen by each telescope: (n_tel, …, 2),
+    and whether they are in front of the telescope (n_tel, …)."""
+    d = points[None] - geometry.tel_pos.reshape((-1,) + (1,) * (points.ndim - 1) + (3,))
+    ax = geometry.tel_axis.reshape((-1,) + (1,) * (points.ndim - 1) + (3,))
+    ea = geometry.tel_e_az.reshape(ax.shape)
+    ee = geometry.tel_e_el.reshape(ax.shape)
+    along = jnp.sum(d * ax, -1)
+    front = along > 0
+    safe = jnp.where(front, along, 1.0)
+    return jnp.stack([jnp.sum(d * ea, -1) / safe, jnp.sum(d * ee, -1) / safe], -1), front
+
+
+def _slices(shower: Shower, physics: WFCTAPhysics, atm=None):
+    """Depths, heights, positions and emitted light of the slices along the axis."""
+    n = direction(shower.zenith, shower.azimuth)
+    cos_t = n[2]
+    x_g = ground_slant_depth(shower, 0.0, atm)
+    edges = jnp.linspace(physics.x_top / cos_t, x_g, physics.n_slices + 1)
+    xc = 0.5 * (edges[1:] + edges[:-1])
+    dx = edges[1:] - edges[:-1]
+    h = atmosphere.height(xc * cos_t, atm)
+    along = (h - REFERENCE_HEIGHT_M) / cos_t
+    core = jnp.stack([shower.core_x, shower.core_y, jnp.zeros_like(shower.core_x)])
+    pos = core + along[:, None] * n
+    n_max = profile.n_max_from_energy(shower.log10_energy, is_gamma=physics.is_gamma)
+    x0_off, lam = profile.gh_shape_params(shower.log10_energy)
+    x0_off, lam = x0_off * physics.profile_width_scale, lam * physics.profile_width_scale
+    n_ch = profile.gaisser_hillas(xc, shower.xmax, n_max, shower.xmax - x0_off, lam)
+    s = profile.shower_age(xc, shower.xmax)
+    rho = atmosphere.density(h, atm)
+    dl = dx / rho / 100.0  # slant depth step [g/cm²] / density [g/cm³] -> cm -> m
+    s_c = jnp.clip(s, 0.3, 2.0)
+    cher = n_ch * cherenkov.yield_per_metre(h, s_c, atm) * dl
+    dedx = profile.energy_deposit(xc, shower.xmax, n_max, shower.xmax - x0_off, lam)
+    fluo = physics.fluorescence_yield_per_mev * dedx * dx
+    return dict(depth=xc, height=h, pos=pos, n_ch=n_ch, age=s_c, cher=cher, fluo=fluo, axis=n)
+
+
+def expected(shower: Shower, geometry: Geometry, response: Response,
+             physics: WFCTAPhysics = DEFAULT_PHYSICS, atm=None) -> Expectation:
+    """Mean PE of every pixel of every telescope (n_tel, 1024) for one shower."""
+    sl = _slices(shower, physics, atm)
+    pos, h = sl["pos"], sl["height"]
+    tel = geometry.tel_pos
+    d = tel[:, None, :] - pos[None]                                  # (T, K, 3) emission -> tel
+    dist = jnp.sqrt(jnp.sum(d * d, -1))
+    dhat = d / dist[..., None]
+    cos_beta = jnp.clip(-jnp.sum(dhat * sl["axis"], -1), -1.0, 1.0)
+    beta = jnp.arccos(jnp.clip(cos_beta, -1.0 + 1e-7, 1.0 - 1e-7))
+    pdf = cherenkov.angular_pdf_per_sr(beta, h[None], sl["age"][None], atm)
+    area = geometry.mirror_area
+    photons = (sl["cher"][None] * pdf + sl["fluo"][None] / (4.0 * np.pi)) * area / dist ** 2
+    h_tel = REFERENCE_HEIGHT_M + tel[:, 2]
+    trans = cherenkov.transmission(h[None], h_tel[:, None], jnp.abs(d[..., 2]) / dist,
+                                   response.wavelength_weights, physics.transmission, atm)
+    pe_slice = photons * trans * response.efficiency * response.tel_efficiency[:, None]
+    # image position and width
+    xy, front = camera_coordinates(pos, geometry)                    # (T, K, 2), (T, K)
+    r_m = atmosphere.moliere_radius(h, atm)
+    sig = jnp.sqrt(geometry.spot_sigma ** 2
+                   + (physics.lateral_fraction * physics.lateral_scale * r_m[None] / dist) ** 2)
+    half = 0.5 * geometry.pixel_size
+
+    def band(centres, x):  # (T, K, 32): fraction of a Gaussian in each pixel column/row
+        c = centres[None, None, :]
+        return (ndtr((c + half - x[..., None]) / sig[..., None])
+                - ndtr((c - half - x[..., None]) / sig[..., None]))
+
+    fx = band(geometry.col_x, xy[..., 0])
+    fy = band(geometry.row_y, xy[..., 1])
+    w = jnp.where(front, pe_slice, 0.0)
+    image = jnp.einsum("tk,tki,tkj->tij", w, fy, fx).reshape(tel.shape[0], N_SIDE * N_SIDE)
+    signal = image * response.pixel_gain
+    return Expectation(pixel_pe=signal + response.nsb_pe, signal_pe=signal, depth=sl["depth"],
+                       n_ch=sl["n_ch"], cherenkov_photons=sl["cher"])
+
+
+def predict(shower, geometry, response, physics=DEFAULT_PHYSICS):
+    """The likelihood's input: the mean PE per pixel (n_tel, 1024)."""
+    return expected(shower, geometry, response, physics).pixel_pe
+
+
+def channel_nll(observed: Observed, mu, geometry: Geometry, response: Response):
+    """−ln L per pixel (n_tel · 1024,) for mean PE ``mu`` ((n_tel, 1024) or an Expectation)."""
+    if isinstance(mu, Expectation):
+        mu = mu.pixel_pe
+    p = observed.pixels
+    f = response.excess_noise
+    mu = jnp.maximum(jnp.ravel(mu), 1e-6)
+    q = jnp.maximum(jnp.where(p.valid, p.signal, 0.0), 0.0)
+    n_eff, mu_eff = q / f, mu / f
+    out = -(n_eff * jnp.log(mu_eff) - mu_eff - gammaln(n_eff + 1.0) - jnp.log(f))
+    return jnp.where(p.valid & jnp.ravel(geometry.pixel_live), out, 0.0)
+
+
+def nll(observed: Observed, mu, geometry: Geometry, response: Response):
+    """Negative log-likelihood (scalar) of every valid pixel of every telescope."""
+    return jnp.sum(channel_nll(observed, mu, geometry, response))
+
+
+def information_weights(mu, geometry: Geometry, response: Response):
+    """Expected information per predicted mean PE: live / (F μ)."""
+    return jnp.asarray(geometry.pixel_live, mu.dtype) / (response.excess_noise * jnp.maximum(mu, 1e-6))
+
+
+def fisher_stats(shower, geometry, response, physics=DEFAULT_PHYSICS):
+    """(mean, variance, weight) for ``joint.fit.cramer_rao``: pixel PE, variance F μ."""
+    mu = predict(shower, geometry, response, physics)
+    return [(mu, response.excess_noise * mu, jnp.asarray(geometry.pixel_live, mu.dtype))]
+
+
+def simulate(key, shower: Shower, geometry: Geometry, response: Response,
+             physics: WFCTAPhysics = DEFAULT_PHYSICS, width_sigma=0.05, lateral_sigma=0.1,
+             dead_fraction=0.0):
+    """Sample one event's WFCTA images (see the module docstring). Returns (Observed, triggered)
+    with ``triggered`` = at least one pixel with ≥ 5 × its background above it (a simple image
+    trigger [M])."""
+    from joint.event import ChannelBlock
+
+    k = jax.random.split(key, 6)
+    phys = physics._replace(
+        profile_width_scale=physics.profile_width_scale * (1.0 + width_sigma * jax.random.normal(k[0])),
+        lateral_scale=physics.lateral_scale * jnp.maximum(1.0 + lateral_sigma * jax.random.normal(k[1]), 0.3))
+    e = expected(shower, geometry, response, phys)
+    sig = jax.random.poisson(k[2], e.signal_pe).astype(e.signal_pe.dtype)
+    bkg = jax.random.poisson(k[3], jnp.broadcast_to(response.nsb_pe, sig.shape)).astype(sig.dtype)
+    n = sig + bkg
+    f = response.excess_noise
+    q = jnp.where(n > 0, jax.random.gamma(k[4], jnp.maximum(n / (f - 1.0), 1e-6)) * (f - 1.0), 0.0)
+    q = jnp.ravel(q)
+    alive = jnp.ravel(geometry.pixel_live) & (jax.random.uniform(k[5], q.shape) >= dead_fraction)
+    hit = alive & (q > 0)
+    block = ChannelBlock(signal=jnp.where(alive, q, 0.0), time=jnp.zeros_like(q), hit=hit,
+                         valid=alive, n_pulses=hit.astype(jnp.int32))
+    excess = jnp.ravel(e.signal_pe) > 5.0 * jnp.sqrt(jnp.ravel(jnp.broadcast_to(response.nsb_pe, e.signal_pe.shape)) + 1.0)
+    return Observed(pixels=block), jnp.any(excess & alive)
