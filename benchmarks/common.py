@@ -51,6 +51,13 @@ def detector_setup(detectors):
         lays["wcda"] = wcda_layout()
         geos["wcda"] = wcda.Geometry.from_layout(lays["wcda"])
         resps["wcda"] = wcda.Response.nominal(geos["wcda"])
+    if "wfcta" in detectors:
+        from detectors import wfcta
+        from detectors.layout import wfcta_layout
+
+        lays["wfcta"] = wfcta_layout()
+        geos["wfcta"] = wfcta.Geometry.from_layout(lays["wfcta"])
+        resps["wfcta"] = wfcta.Response.nominal(geos["wfcta"])
     return lays, geos, resps
 
 
@@ -73,6 +80,7 @@ def simulate_and_reconstruct(primary, log10_energy, n_events, seed, hypothesis, 
     rec, thrown = simulate_records(n_events, primary=primary, log10_energy_range=rng,
                                    zenith_max_deg=zenith_max, core_radius_m=core_radius, seed=seed,
                                    km2a_layout=lays.get("km2a"), wcda_layout=lays.get("wcda"),
+                                   wfcta_layout=lays.get("wfcta"),
                                    age_sigma=age_sigma, detectors=detectors, cores_on=cores_on,
                                    **sim_kwargs)
     t_sim = time.perf_counter() - t0
@@ -83,7 +91,8 @@ def simulate_and_reconstruct(primary, log10_energy, n_events, seed, hypothesis, 
     for start in range(0, n_events, batch_size):
         sub = {k: v[start:start + batch_size] for k, v in rec.items()}
         n = len(sub["event_id"])
-        batch = to_event_batch(sub, km2a=lays.get("km2a"), wcda=lays.get("wcda"), as_jax=False)
+        batch = to_event_batch(sub, km2a=lays.get("km2a"), wcda=lays.get("wcda"),
+                               wfcta=lays.get("wfcta"), as_jax=False)
         padded, _ = pad_batch(batch, batch_size)
         out = reconstruct_batch(padded, geos, resps, cfg)
         cols.append({k: v[:n] for k, v in out.items()})
@@ -107,7 +116,8 @@ def crb_covariances(rec, hypothesis, cfg=None):
 
     cfg = cfg or ReconstructionConfig(hypothesis=hypothesis)
     lays, geos, resps = detector_setup(cfg.detectors)
-    batch = to_event_batch(rec, km2a=lays.get("km2a"), wcda=lays.get("wcda"), as_jax=False)
+    batch = to_event_batch(rec, km2a=lays.get("km2a"), wcda=lays.get("wcda"),
+                           wfcta=lays.get("wfcta"), as_jax=False)
     truth = shower_from_truth(rec, dtype=jnp.float64)
     truth = truth._replace(t0=jnp.zeros_like(truth.t0))
     if hypothesis == "gamma":
@@ -119,6 +129,8 @@ def crb_covariances(rec, hypothesis, cfg=None):
         blocks["km2a_ed"], blocks["km2a_md"] = batch.km2a_ed, batch.km2a_md
     if "wcda" in cfg.detectors:
         blocks["wcda"] = batch.wcda
+    if "wfcta" in cfg.detectors:
+        blocks["wfcta"] = batch.wfcta
 
     def one(shower, blk):
         core = jnp.stack([shower.core_x, shower.core_y])
@@ -130,6 +142,12 @@ def crb_covariances(rec, hypothesis, cfg=None):
         if "wcda" in cfg.detectors:
             d = select_wcda(blk["wcda"], core, geos["wcda"], resps["wcda"], cfg.n_wcda)
             parts.append((wcda, d, cfg.physics_of("wcda")))
+        if "wfcta" in cfg.detectors:
+            from detectors import wfcta
+            from joint.likelihood import select_wfcta
+
+            d = select_wfcta(blk["wfcta"], geos["wfcta"], resps["wfcta"])
+            parts.append((wfcta, d, cfg.physics_of("wfcta")))
 
         def stats(s):
             out = []

@@ -14,7 +14,8 @@ Subcommands:
 * ``bench``             throughput of the batched fitter next to iminuit on the same likelihood.
 * ``demo``              the end-to-end demonstration behind ``make demo``.
 
-WFCTA and ``calibrate`` are added by the issues that build them.
+``calibrate`` is added by the issue that builds it. A WFCTA-only fit needs the geometry
+fixed: ``reconstruct --detectors wfcta --fix core,direction [--geometry-from truth|km2a|wcda]``.
 """
 from __future__ import annotations
 
@@ -23,7 +24,10 @@ import sys
 from pathlib import Path
 
 #: detectors whose forward model exists; the CLI refuses others with a clear message
-BUILT_DETECTORS: tuple[str, ...] = ("km2a", "wcda")
+BUILT_DETECTORS: tuple[str, ...] = ("km2a", "wcda", "wfcta")
+
+#: --fix names -> Shower fields
+FIX_GROUPS = {"core": ("core_x", "core_y"), "direction": ("zenith", "azimuth")}
 
 
 def _parse_detectors(text: str) -> tuple[str, ...]:
@@ -118,9 +122,30 @@ def cmd_reconstruct(args) -> int:
         print(f"lhaaso-joint: {args.output} exists (a finished run); skipping. Use --overwrite "
               "to redo it.", file=sys.stderr)
         return 0
-    free = tuple(args.free.split(",")) if args.free else None
+    from joint.reconstruct import KM2A_FREE, detectors_in_file
+
+    fixed = ()
+    for name in (args.fix.split(",") if args.fix else ()):
+        name = name.strip()
+        if name in FIX_GROUPS:
+            fixed += FIX_GROUPS[name]
+        elif name:
+            fixed += (name,)
+    fit_dets = dets or detectors_in_file(args.inputs[0])
+    if args.free:
+        free = tuple(args.free.split(","))
+    elif fit_dets == ("wfcta",):  # images alone constrain only the profile
+        free = ("log10_energy", "xmax")
+    else:
+        free = KM2A_FREE[args.hypothesis]
+    if fit_dets == ("wfcta",) and not {"core_x", "core_y", "zenith", "azimuth"} <= set(fixed):
+        raise SystemExit("lhaaso-joint: a WFCTA-only fit needs the geometry fixed: "
+                         "--fix core,direction [--geometry-from truth|km2a|wcda]")
+    free = tuple(f for f in free if f not in fixed)
+    prior = args.xmax_prior if args.xmax_prior is not None else "wfcta" not in fit_dets
     cfg = ReconstructionConfig(hypothesis=args.hypothesis, free=free, n_iter=args.n_iter,
-                               **({"detectors": dets} if dets else {}))
+                               truth_fields=fixed, geometry_from=args.geometry_from,
+                               xmax_prior=prior, **({"detectors": dets} if dets else {}))
     summary = reconstruct_files(args.inputs, args.output, cfg, batch_size=args.batch_size,
                                 layout_config=args.layout, progress=not args.quiet,
                                 detectors="auto" if dets is None else dets)
@@ -182,9 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--layout", default="full", help="KM2A layout: full or 3/4")
     s.add_argument("--age-sigma", type=float, default=0.05,
                    help="shower-to-shower lateral-age fluctuation (not in the fit model)")
-    s.add_argument("--cores-on", default="array", choices=("array", "wcda"),
+    s.add_argument("--cores-on", default="array", choices=("array", "wcda", "wfcta"),
                    help="array: cores uniform within --core-radius of the KM2A centre; "
-                        "wcda: cores uniform on the WCDA cells")
+                        "wcda: cores uniform on the WCDA cells; wfcta: directions within 5° of "
+                        "a telescope's axis, cores within 300 m of the telescopes")
     s.add_argument("-o", "--output", required=True)
     s.set_defaults(func=cmd_simulate)
 
@@ -193,9 +219,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="output ROOT file (tree 'reco')")
     s.add_argument("--detectors", default="auto",
                    help="auto (every built detector present in the first input), or a comma "
-                        "list: km2a, wcda, km2a,wcda")
+                        "list: km2a, wcda, wfcta, km2a,wcda, ...")
     s.add_argument("--hypothesis", default="hadron", choices=("hadron", "gamma"))
     s.add_argument("--free", default=None, help="comma list of fitted Shower fields")
+    s.add_argument("--fix", default=None,
+                   help="comma list of fields fixed from --geometry-from: core, direction or "
+                        "Shower field names (a WFCTA-only fit needs --fix core,direction)")
+    s.add_argument("--geometry-from", default="truth", choices=("truth", "km2a", "wcda"),
+                   help="where --fix takes its values: the simulation truth, or a first fit of "
+                        "KM2A or WCDA alone")
+    s.add_argument("--xmax-prior", dest="xmax_prior", action="store_true", default=None,
+                   help="add the Xmax prior of the hypothesis (default: on unless WFCTA is fitted)")
+    s.add_argument("--no-xmax-prior", dest="xmax_prior", action="store_false")
     s.add_argument("--batch-size", type=int, default=512)
     s.add_argument("--n-iter", type=int, default=12)
     s.add_argument("--layout", default="full", help="KM2A layout: full or 3/4")

@@ -60,9 +60,12 @@ class ReconstructionConfig:
         not set the cost of the whole batch (PERFORMANCE.md §6, item 3); 0 disables it
     algorithm : "scoring" (Fisher scoring, default) or "newton" (exact Hessian)
     xmax_prior : add the Gaussian Xmax prior of the hypothesis (``joint.likelihood.XmaxPrior``)
-    truth_fields : Shower fields seeded from the simulation truth (e.g. a WFCTA fit with the
-        geometry fixed from truth: ``truth_fields=("core_x", "core_y", "zenith", "azimuth")``
-        with those fields left out of ``free``); needs events with truth
+    truth_fields : Shower fields seeded from ``geometry_from`` (e.g. a WFCTA fit with the
+        geometry fixed: ``truth_fields=("core_x", "core_y", "zenith", "azimuth")`` with those
+        fields left out of ``free``)
+    geometry_from : where ``truth_fields`` come from: "truth" (the simulation truth; needs
+        events with truth), or "km2a" / "wcda" (a first fit of that detector alone, same
+        hypothesis — the hybrid reconstruction of LHAASO's WFCTA analyses)
 
     Seeds: each detector's own seed is a candidate; its energy (and the Xmax that goes with it)
     is moved to the best of ``SEED_ENERGY_SCAN`` by the nll, and with several detectors the
@@ -83,6 +86,7 @@ class ReconstructionConfig:
     detectors: tuple = ("km2a",)
     n_wcda: int | None = DEFAULT_N_WCDA
     truth_fields: tuple = ()
+    geometry_from: str = "truth"
 
     def __post_init__(self):
         dets = tuple(self.detectors)
@@ -248,9 +252,21 @@ def _normalise(batch, geometry, response, cfg):
     geos = {d: geometry[d] for d in cfg.detectors}
     resps = {d: response[d] for d in cfg.detectors}
     if cfg.truth_fields:
-        truth = getattr(batch, "truth", None)
-        if truth is None:
-            raise ValueError(f"truth_fields={cfg.truth_fields} needs events with simulation truth")
+        if cfg.geometry_from == "truth":
+            truth = getattr(batch, "truth", None)
+            if truth is None:
+                raise ValueError(f"truth_fields={cfg.truth_fields} with geometry_from='truth' "
+                                 "needs events with simulation truth")
+        else:
+            import dataclasses
+
+            if cfg.geometry_from not in ("km2a", "wcda"):
+                raise ValueError(f"geometry_from must be 'truth', 'km2a' or 'wcda', got "
+                                 f"{cfg.geometry_from!r}")
+            first = dataclasses.replace(cfg, detectors=(cfg.geometry_from,), free=None,
+                                        truth_fields=(), geometry_from="truth")
+            pre = reconstruct_batch(batch, geometry, response, first)
+            truth = {f"true_{f}": pre[f"reco_{f}"] for f in cfg.truth_fields}
         blocks["truth"] = {f"true_{f}": truth[f"true_{f}"] for f in cfg.truth_fields}
     return _cast((blocks, geos, resps), cfg)
 
@@ -333,6 +349,43 @@ def wcda_observables(shower, cells, geometry, response, physics, window=WCDA_TIM
             "pincness": pinc}
 
 
+#: tailcut thresholds [PE above the night-sky background] of the WFCTA image cleaning: ≈ 6σ and
+#: 3σ of the background fluctuation of a pixel (sqrt(F · 15 PE) ≈ 4.2 PE) [M]
+WFCTA_PICTURE_PE = 25.0
+WFCTA_BOUNDARY_PE = 12.0
+
+
+def wfcta_observables(shower, pixels, geometry, response, neighbors, atm=None):
+    """WFCTA image parameters of one event at the (fitted or fixed) shower geometry:
+    per telescope (n_tel,) the Hillas parameters of the tailcut-cleaned, background-subtracted
+    image (``analysis.hillas``; angles in rad in the camera's tangent plane), Dist and alpha
+    with respect to the arrival direction, and the depth on the axis the centroid points at
+    (``analysis.dist_xmax.centroid_depth``); ``x_dist`` of the brightest telescope."""
+    from analysis.dist_xmax import centroid_depth
+    from analysis.hillas import dist_alpha, hillas_parameters, tailcuts_clean
+    from analysis.dist_xmax import source_in_camera
+
+    n_tel = geometry.tel_pos.shape[0]
+    img = (jnp.where(pixels.valid, pixels.signal, 0.0).reshape(n_tel, -1)
+           - response.nsb_pe)
+    px = jnp.tile(geometry.col_x, geometry.row_y.shape[0])
+    py = jnp.repeat(geometry.row_y, geometry.col_x.shape[0])
+
+    def one(im):
+        mask = tailcuts_clean(im, neighbors, WFCTA_PICTURE_PE, WFCTA_BOUNDARY_PE)
+        return hillas_parameters(px, py, im, mask)
+
+    hp = jax.vmap(one)(img)
+    src = source_in_camera(shower.zenith, shower.azimuth, geometry)
+    dist, alpha = jax.vmap(dist_alpha)(hp, src)
+    xd = centroid_depth(jnp.stack([hp.x, hp.y], -1), shower, geometry, atm)
+    best = jnp.argmax(hp.intensity)
+    return {"hillas_size": hp.intensity, "hillas_x": hp.x, "hillas_y": hp.y,
+            "hillas_length": hp.length, "hillas_width": hp.width, "hillas_psi": hp.psi,
+            "hillas_dist": dist, "hillas_alpha": alpha, "hillas_x_dist": xd,
+            "x_dist": xd[best], "wfcta_size": jnp.sum(hp.intensity)}
+
+
 def reconstruct_batch(batch, geometry, response,
                       cfg: ReconstructionConfig = ReconstructionConfig()) -> dict:
     """Reconstruct one dense Event batch with the detectors of ``cfg``. Returns a dict of numpy
@@ -367,6 +420,11 @@ def reconstruct_batch(batch, geometry, response,
         obs = _wcda_observables_fn(cfg)(result.shower, blocks["wcda"], geos["wcda"], resps["wcda"])
         for k, v in obs.items():
             out[k] = np.asarray(v, np.int32 if k == "wcda_nhit" else np.float64)
+    if "wfcta" in cfg.detectors:
+        obs = _wfcta_observables_fn(geos["wfcta"].col_x.shape[0])(
+            result.shower, blocks["wfcta"], geos["wfcta"], resps["wfcta"])
+        for k, v in obs.items():
+            out[k] = np.asarray(v, np.float64)
     for f in FIELDS:
         out[f"seed_{f}"] = np.asarray(getattr(seeds, f), np.float64)
     return out
@@ -406,6 +464,16 @@ def _refit_stragglers(nll_fn, terms, data, result, info, cfg):
     return merge(result, 1), merge(info, 2)
 
 
+@lru_cache(maxsize=4)
+def _wfcta_observables_fn(n_side):
+    from analysis.hillas import neighbor_matrix
+    from detectors.layout import camera_pixel_xy
+
+    neighbors = jnp.asarray(neighbor_matrix(camera_pixel_xy()))
+    return jax.jit(jax.vmap(lambda s, p, g, r: wfcta_observables(s, p, g, r, neighbors),
+                            in_axes=(0, 0, None, None)))
+
+
 @lru_cache(maxsize=16)
 def _wcda_observables_fn(cfg):
     physics = cfg.physics_of("wcda")
@@ -429,7 +497,7 @@ def _iter_chunks(path, layouts, batch_size):
     from joint.io.schema import TREE
 
     kind = file_kind(path)
-    kw = {"km2a": layouts.get("km2a"), "wcda": layouts.get("wcda")}
+    kw = {"km2a": layouts.get("km2a"), "wcda": layouts.get("wcda"), "wfcta": layouts.get("wfcta")}
     if kind == "own":
         import uproot
 
@@ -447,7 +515,8 @@ def _iter_chunks(path, layouts, batch_size):
             yield {k: v[start:start + batch_size] for k, v in rec.items()}
 
 
-_GROUP_DETECTOR = {"km2a_ed": "km2a", "km2a_md": "km2a", "wcda": "wcda"}
+_GROUP_DETECTOR = {"km2a_ed": "km2a", "km2a_md": "km2a", "wcda": "wcda", "wfcta": "wfcta"}
+_GROUP_KEY = {"km2a_ed": "id", "km2a_md": "id", "wcda": "id", "wfcta": "tel"}
 
 
 def detectors_in_file(path) -> tuple:
@@ -461,12 +530,12 @@ def detectors_in_file(path) -> tuple:
         fin, tree = open_tree(path, TREE)
         with fin:
             keys = set(tree.keys())
-        found = {d for g, d in _GROUP_DETECTOR.items() if f"{g}_id" in keys}
+        found = {d for g, d in _GROUP_DETECTOR.items() if f"{g}_{_GROUP_KEY[g]}" in keys}
     else:
         from joint.io.lhevent import read_lhevent
 
         rec = read_lhevent(path)
-        found = {d for g, d in _GROUP_DETECTOR.items() if f"{g}_id" in rec}
+        found = {d for g, d in _GROUP_DETECTOR.items() if f"{g}_{_GROUP_KEY[g]}" in rec}
     return tuple(d for d in BUILT_DETECTORS if d in found)
 
 
@@ -484,7 +553,7 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
     import uproot
     from tqdm import tqdm
 
-    from detectors.layout import km2a_layout, wcda_layout
+    from detectors.layout import km2a_layout, wcda_layout, wfcta_layout
     from joint.event import pad_batch
     from joint.io.schema import PRESENCE, TRUTH, to_event_batch
 
@@ -503,10 +572,21 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
         layouts["km2a"] = km2a_layout(layout_config)
         geometry["km2a"] = km2a.Geometry.from_layout(layouts["km2a"])
         response["km2a"] = km2a.Response.nominal(geometry["km2a"])
-    if "wcda" in cfg.detectors:
+    needed = set(cfg.detectors)
+    if cfg.truth_fields and cfg.geometry_from in ("km2a", "wcda"):
+        needed.add(cfg.geometry_from)
+    if "km2a" in needed and "km2a" not in layouts:
+        layouts["km2a"] = km2a_layout(layout_config)
+        geometry["km2a"] = km2a.Geometry.from_layout(layouts["km2a"])
+        response["km2a"] = km2a.Response.nominal(geometry["km2a"])
+    if "wcda" in needed:
         layouts["wcda"] = wcda_layout()
         geometry["wcda"] = wcda.Geometry.from_layout(layouts["wcda"])
         response["wcda"] = wcda.Response.nominal(geometry["wcda"])
+    if "wfcta" in needed:
+        layouts["wfcta"] = wfcta_layout()
+        geometry["wfcta"] = wfcta.Geometry.from_layout(layouts["wfcta"])
+        response["wfcta"] = wfcta.Response.nominal(geometry["wfcta"])
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_suffix(output.suffix + ".part")
@@ -519,7 +599,7 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
             for rec in _iter_chunks(path, layouts, batch_size):
                 n = len(rec["event_id"])
                 batch = to_event_batch(rec, km2a=layouts.get("km2a"), wcda=layouts.get("wcda"),
-                                       source=path, as_jax=False)
+                                       wfcta=layouts.get("wfcta"), source=path, as_jax=False)
                 padded, mask = pad_batch(batch, batch_size)
                 cols = reconstruct_batch(padded, geometry, response, cfg)
                 cols = {k: v[:n] for k, v in cols.items()}

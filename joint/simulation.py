@@ -80,21 +80,23 @@ SIMULATED_DETECTORS = ("km2a", "wcda", "wfcta")
 
 
 @lru_cache(maxsize=4)
-def _wfcta_sim_fn(dead_fraction, physics):
+def _wfcta_sim_fn(dead_fraction, physics, width_sigma, lateral_sigma):
     # physics is closed over: its n_slices fixes array shapes (static)
     def one(key, shower, is_gamma, geometry, response):
         return wfcta.simulate(key, shower, geometry, response, physics._replace(is_gamma=is_gamma),
-                              dead_fraction=dead_fraction)
+                              dead_fraction=dead_fraction, width_sigma=width_sigma,
+                              lateral_sigma=lateral_sigma)
     return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, None, None)))
 
 
 def simulate_wfcta_blocks(key, showers, is_gamma, geometry, response,
-                          physics=wfcta.DEFAULT_PHYSICS, dead_fraction=0.0, chunk=64):
+                          physics=wfcta.DEFAULT_PHYSICS, dead_fraction=0.0, chunk=64,
+                          width_sigma=0.05, lateral_sigma=0.1):
     """Vmapped ``wfcta.simulate`` (in chunks of ``chunk`` showers: the image model holds
     n_tel × n_slices × 32 values per event): (Observed with (B, n_tel·1024) pixels, triggered)."""
     n = is_gamma.shape[0]
     keys = jax.random.split(key, n)
-    fn = _wfcta_sim_fn(float(dead_fraction), physics)
+    fn = _wfcta_sim_fn(float(dead_fraction), physics, float(width_sigma), float(lateral_sigma))
     g = jnp.asarray(is_gamma, showers.log10_energy.dtype)
     outs = []
     for s in range(0, n, chunk):
@@ -140,7 +142,7 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
                      keep_untriggered=False, progress=None, age_sigma=0.05, dead_fraction=0.0,
                      wcda_layout=None, wcda_response=None, cores_on="array",
                      wcda_subshowers=wcda.HADRON_SUBSHOWERS, wfcta_layout=None,
-                     wfcta_response=None, **primary_kwargs):
+                     wfcta_response=None, wfcta_fluctuations=(0.05, 0.1), **primary_kwargs):
     """Sample primaries and simulate them until ``n_events`` triggered events are collected.
 
     detectors : which detectors to simulate (a subset of ("km2a", "wcda")); an event is kept when
@@ -152,6 +154,8 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
         :func:`wfcta_geometry_sampler`).
     wcda_subshowers : hadronic sub-showers of the WCDA simulation (``wcda.HADRON_SUBSHOWERS``;
         None: a smooth shower).
+    wfcta_fluctuations : (σ of the profile width, σ of the lateral spread) of the WFCTA
+        simulation, shower to shower [M]; (0, 0) = the fit model's own shower.
 
     Returns (records, n_thrown). ``records`` follows ``joint.io.schema`` (truth + hit groups).
     """
@@ -208,7 +212,9 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
                 blocks["wcda"] = obs.cells
             else:
                 obs, t = simulate_wfcta_blocks(sub, showers, is_gamma, g, r,
-                                               dead_fraction=dead_fraction)
+                                               dead_fraction=dead_fraction,
+                                               width_sigma=wfcta_fluctuations[0],
+                                               lateral_sigma=wfcta_fluctuations[1])
                 blocks["wfcta"] = obs.pixels
             trig[d] = np.asarray(t) | keep_untriggered
         any_trig = np.logical_or.reduce([trig[d] for d in detectors])
