@@ -33,9 +33,10 @@ def test_bad_file_message(tmp_path, capsys):
     assert "not_root.root" in err and "file" in err
 
 
-def test_unbuilt_detector_refused(tmp_path):
-    with pytest.raises(SystemExit, match="not built yet|unknown detector"):
-        main(["simulate", "--detectors", "wfcta", "-o", str(tmp_path / "x.root")])
+def test_unknown_detector_refused(tmp_path):
+    with pytest.raises(SystemExit, match="unknown detector 'hess'"):
+        main(["simulate", "--detectors", "km2a,hess", "-o", str(tmp_path / "x.root")])
+    assert not (tmp_path / "x.root").exists()
 
 
 def test_simulate_and_reconstruct_wcda_from_the_command_line(tmp_path, capsys):
