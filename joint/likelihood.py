@@ -12,10 +12,15 @@ around the seed core) fit at 8× the speed of the full array with the same core 
 resolution and a 15% wider 68% angular containment (0.154° vs 0.134°: far channels add timing
 lever arm); 384 + 96 is another 2× faster at 0.168°. Set ``n_ed = n_md = None`` for every channel.
 
+WCDA: the ``n_cells`` (1024) cells nearest to the seed core; WFCTA: every pixel of every
+telescope.
+
 Data layout
 -----------
-``KM2AData`` holds, for ONE event, the selected channels' geometry, response and observations
-(a pytree, so a batch is the same type with a leading axis and ``vmap`` maps over it).
+``KM2AData``, ``WCDAData``, ``WFCTAData`` hold, for ONE event, the selected channels' geometry,
+response and observations (pytrees, so a batch is the same type with a leading axis and ``vmap``
+maps over it). The joint likelihood (``joint_model``) takes a dict ``{detector: data}`` whose
+keys are static: one compilation per detector combination.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Reconstruction pipeline: dense events -> seeds -> batched fit -> output columns.
+"""Reconstruction pipeline: dense events -> seeds -> batched fit -> output columns, for any
+combination of the built detectors (``ReconstructionConfig.detectors``: KM2A, WCDA, WFCTA).
 
 ``reconstruct_batch`` works on one dense Event batch (in memory); ``reconstruct_files`` streams
 input files (the project's schema or G4KM2A LHEvent) in chunks of ``batch_size`` events through
