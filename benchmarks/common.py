@@ -38,27 +38,10 @@ def on_array(core_x, core_y, layout, radius=20.0, n_min=3):
 
 
 def detector_setup(detectors):
-    """({name: layout}, {name: Geometry}, {name: Response}) at nominal response."""
-    from detectors import km2a, wcda
-    from detectors.layout import km2a_layout, wcda_layout
+    """({name: layout}, {name: Geometry}, {name: Response}) at nominal response, full KM2A."""
+    from joint.reconstruct import detector_setup as setup
 
-    lays, geos, resps = {}, {}, {}
-    if "km2a" in detectors:
-        lays["km2a"] = km2a_layout("full")
-        geos["km2a"] = km2a.Geometry.from_layout(lays["km2a"])
-        resps["km2a"] = km2a.Response.nominal(geos["km2a"])
-    if "wcda" in detectors:
-        lays["wcda"] = wcda_layout()
-        geos["wcda"] = wcda.Geometry.from_layout(lays["wcda"])
-        resps["wcda"] = wcda.Response.nominal(geos["wcda"])
-    if "wfcta" in detectors:
-        from detectors import wfcta
-        from detectors.layout import wfcta_layout
-
-        lays["wfcta"] = wfcta_layout()
-        geos["wfcta"] = wfcta.Geometry.from_layout(lays["wfcta"])
-        resps["wfcta"] = wfcta.Response.nominal(geos["wfcta"])
-    return lays, geos, resps
+    return setup(detectors)
 
 
 def simulate_and_reconstruct(primary, log10_energy, n_events, seed, hypothesis, age_sigma=0.05,

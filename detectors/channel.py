@@ -24,11 +24,13 @@ e^{−μ} to bias the energy by −13%). Invalid channels contribute 0.
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln, log_ndtr
 
-__all__ = ["MU_FLOOR", "LOG_SQRT_2PI", "noise_probability", "counting_channel_nll"]
+__all__ = ["MU_FLOOR", "LOG_SQRT_2PI", "noise_probability", "counting_channel_nll",
+           "information_weights", "delegate_fields"]
 
 #: floor of a mean charge [PE]: keeps logarithms finite for channels far from the core
 MU_FLOOR = 1e-6
@@ -68,3 +70,21 @@ def counting_channel_nll(q, t, hit, valid, mu, fano, t_exp, sigma_t, threshold, 
     log_empty = -mu_eff + jnp.log1p(-p_noise)
     out = -jnp.where(is_hit, log_hit, log_empty)
     return jnp.where(valid, out, 0.0)
+
+
+def information_weights(expectation, moments_fn):
+    """Expected information of each predicted number, a pytree shaped like ``expectation`` (a
+    Prediction, or an Expectation holding one in ``.prediction``), for Fisher scoring
+    (``joint.fit.ScoringModel``): weight/variance of ``moments_fn(prediction)`` (a dict field ->
+    (mean, variance, weight)) for the listed fields, 0 for the others."""
+    zero = jax.tree_util.tree_map(jnp.zeros_like, expectation)
+    if hasattr(expectation, "prediction"):
+        return zero._replace(prediction=information_weights(expectation.prediction, moments_fn))
+    return zero._replace(**{k: w / var for k, (_, var, w) in moments_fn(expectation).items()})
+
+
+def delegate_fields(outer, inner):
+    """Make every field of NamedTuple class ``inner`` readable on ``outer`` (which holds one in
+    ``.prediction``): ``e.ed_particles`` for ``e.prediction.ed_particles``."""
+    for name in inner._fields:
+        setattr(outer, name, property(lambda self, _n=name: getattr(self.prediction, _n)))

@@ -60,7 +60,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from . import lateral, profile
-from .channel import LOG_SQRT_2PI, MU_FLOOR, counting_channel_nll, noise_probability
+from .channel import (LOG_SQRT_2PI, MU_FLOOR, counting_channel_nll, delegate_fields,
+                      noise_probability)
+from .channel import information_weights as _information_weights
 from .shower import Shower, ground_slant_depth, shower_plane_coordinates
 
 __all__ = ["Geometry", "Response", "KM2APhysics", "Expectation", "Observed", "expected", "nll",
@@ -214,8 +216,7 @@ class Expectation(NamedTuple):
     age: jnp.ndarray
 
 
-for _f in Prediction._fields:
-    setattr(Expectation, _f, property(lambda self, _f=_f: getattr(self.prediction, _f)))
+delegate_fields(Expectation, Prediction)
 
 
 class Observed(NamedTuple):
@@ -380,13 +381,7 @@ def information_weights(expectation, geometry: Geometry, response: Response):
     """Expected information of each predicted number (a pytree shaped like ``expectation``, an
     Expectation or a Prediction), for Fisher scoring (``joint.fit.ScoringModel``): weight/variance
     of :func:`_moments` for counts and times, 0 for the other fields."""
-    if isinstance(expectation, Expectation):
-        zero = jax.tree_util.tree_map(jnp.zeros_like, expectation)
-        return zero._replace(prediction=information_weights(expectation.prediction, geometry,
-                                                            response))
-    zero = jax.tree_util.tree_map(jnp.zeros_like, expectation)
-    return zero._replace(**{k: w / var for k, (_, var, w) in
-                            _moments(expectation, geometry, response).items()})
+    return _information_weights(expectation, lambda p: _moments(p, geometry, response))
 
 
 def fisher_stats(shower: Shower, geometry: Geometry, response: Response,

@@ -61,7 +61,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import lateral
-from .channel import MU_FLOOR, counting_channel_nll, noise_probability
+from .channel import MU_FLOOR, counting_channel_nll, delegate_fields, noise_probability
+from .channel import information_weights as _information_weights
 from .km2a import _first_arrival, sizes, trigger
 from .shower import Shower, shower_plane_coordinates
 
@@ -242,8 +243,7 @@ class Expectation(NamedTuple):
     age: jnp.ndarray
 
 
-for _f in Prediction._fields:
-    setattr(Expectation, _f, property(lambda self, _f=_f: getattr(self.prediction, _f)))
+delegate_fields(Expectation, Prediction)
 
 
 class Observed(NamedTuple):
@@ -381,13 +381,7 @@ def information_weights(expectation, geometry: Geometry, response: Response):
     """Expected information per predicted number (pytree like ``expectation``) for Fisher
     scoring: weight/variance of :func:`_moments` for charges and times, 0 for the nuisances
     (fano, PE per particle, front thickness)."""
-    if isinstance(expectation, Expectation):
-        zero = jax.tree_util.tree_map(jnp.zeros_like, expectation)
-        return zero._replace(prediction=information_weights(expectation.prediction, geometry,
-                                                            response))
-    zero = jax.tree_util.tree_map(jnp.zeros_like, expectation)
-    return zero._replace(**{k: w / var for k, (_, var, w) in
-                            _moments(expectation, geometry, response).items()})
+    return _information_weights(expectation, lambda p: _moments(p, geometry, response))
 
 
 def fisher_stats(shower: Shower, geometry: Geometry, response: Response,

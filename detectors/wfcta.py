@@ -91,10 +91,8 @@ class Geometry(NamedTuple):
         e_az = np.stack([-np.sin(az), np.cos(az), np.zeros_like(az)], -1)
         e_el = np.stack([-np.cos(ze) * np.cos(az), -np.cos(ze) * np.sin(az), np.sin(ze)], -1)
         ang = np.asarray(layout.pixel_angle).reshape(N_SIDE, N_SIDE, 2)
-        n = layout.n_tel * layout.n_pix
         live = np.ones((layout.n_tel, layout.n_pix), bool) if pixel_live is None else \
             np.asarray(pixel_live, bool).reshape(layout.n_tel, layout.n_pix)
-        del n
         return cls(tel_pos=np.asarray(layout.tel_pos, np.float64), tel_axis=axis, tel_e_az=e_az,
                    tel_e_el=e_el, col_x=ang[0, :, 0].copy(), row_y=ang[:, 0, 1].copy(),
                    pixel_size=float(layout.pixel_angular_size), mirror_area=float(mirror_area),

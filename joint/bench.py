@@ -150,26 +150,16 @@ def run_bench(n_events: int = 256, primary: str = "gamma", log10_energy: float =
 def _run(n_events, primary, log10_energy, batch_size, n_iminuit, seed, cfg, say):
     from iminuit import Minuit
 
-    from detectors import km2a, wcda
-    from detectors.layout import km2a_layout, wcda_layout
     from joint import fit as fitmod
     from joint.io.schema import to_event_batch
-    from joint.reconstruct import nll_function, prepare
+    from joint.reconstruct import detector_setup, nll_function, prepare
     from joint.simulation import simulate_records
 
     fc = cfg.fit_config
     nll_fn = nll_function(cfg)
 
     # ---- simulation and preparation -------------------------------------------------------
-    layouts, geometry, response = {}, {}, {}
-    if "km2a" in cfg.detectors:
-        layouts["km2a"] = km2a_layout("full")
-        geometry["km2a"] = km2a.Geometry.from_layout(layouts["km2a"])
-        response["km2a"] = km2a.Response.nominal(geometry["km2a"])
-    if "wcda" in cfg.detectors:
-        layouts["wcda"] = wcda_layout()
-        geometry["wcda"] = wcda.Geometry.from_layout(layouts["wcda"])
-        response["wcda"] = wcda.Response.nominal(geometry["wcda"])
+    layouts, geometry, response = detector_setup(cfg.detectors)
     # showers on the ponds when WCDA takes part (its 1–30 TeV range, or joint fits of the
     # showers that both arrays see)
     cores_on = "wcda" if "wcda" in cfg.detectors else "array"

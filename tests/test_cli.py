@@ -79,3 +79,20 @@ def test_presence_flag_invalidates_absent_detector():
     assert np.asarray(batch.km2a_ed.valid)[~absent].all()
     one = to_events(rec, km2a=kl, wcda=wl)[int(np.flatnonzero(absent)[0])]
     assert not np.asarray(one.km2a_md.valid).any() and np.asarray(one.wcda.valid).all()
+
+
+def test_reconstruct_refuses_a_file_without_the_fitted_detector(tmp_path, capsys):
+    """A WCDA-only file fitted with --detectors km2a: a clear error naming the file and the
+    missing branch before any fitting, and no output written."""
+    from joint.io.schema import write_events
+    from joint.simulation import simulate_records
+
+    rec, _ = simulate_records(4, primary="gamma", detectors=("wcda",), cores_on="wcda",
+                              log10_energy_range=(3.8, 3.8), seed=3)
+    src = tmp_path / "wcda_only.root"
+    write_events(src, rec)
+    out = tmp_path / "reco.root"
+    assert main(["reconstruct", str(src), "-o", str(out), "--detectors", "km2a", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "wcda_only.root" in err and "km2a_ed_id" in err
+    assert not out.exists() and not (tmp_path / "reco.root.part").exists()
