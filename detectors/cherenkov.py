@@ -20,6 +20,22 @@ dN/dβ = a(s)/θ_c e^{−β/θ_c} + b(s)/θ_cc e^{−β/θ_cc}, θ_c = 0.62694 E
 ∫dβ = a + b is 0.76–1.11; here the distribution is **divided by a + b** so that the photon number
 of the yield is conserved (our choice). dN/dΩ = (dN/dβ) / (2π sin β).
 
+Angular distribution at small angles (Arbeletche & de Souza, Eur. Phys. J. C 81 (2021) 195)
+------------------------------------------------------------------------------------------
+Nerling's form was fitted at the angles a fluorescence detector sees; near the axis its dN/dΩ
+diverges as 1/β and it has no Cherenkov ring. :func:`angular_pdf_ads` is the parametrisation of
+Arbeletche & de Souza, fitted to CORSIKA photon and proton showers (TeV–EeV) over 0–60°:
+
+    dN/dθ ∝ K(θ_em) (π − ln(1 − θ/θ_em)) sin θ / sin θ_em     (θ < θ_em)
+    dN/dθ ∝ K(θ) (π − ln(1 − θ_em/θ))                          (θ > θ_em)
+    K(θ) = θ^(ν−1) (e^{−ω₁θ} + ε e^{−ω₂θ}),  θ_em = arccos(1/n)
+
+with ν, ω₁, ω₂, ε functions of n − 1, the age s (clamped to 0.5–1.5) and, for protons, the
+energy (coefficients in :func:`ads_parameters`); normalised on 0–60° (small-angle closed form
+below θ_em, 64-point Gauss–Legendre in t = sqrt(1 − θ_em/θ) above; 1 − 1.6e-5 against a 2·10⁶
+point trapezoid, ``tests/test_wfcta.py``). dN/dΩ is finite on the axis and peaks (log-singular,
+floored at 1 − θ/θ_em ≥ 1e-4) on the cone θ_em: the Cherenkov ring.
+
 Transmission (PHYSICS.md §8b)
 -----------------------------
 Rayleigh T_R = exp[−(X_path/Λ_R)(λ₀/λ)⁴], Λ_R = 1645 g/cm² at 350 nm [C, ShowerModel];
@@ -40,7 +56,8 @@ from . import atmosphere
 
 __all__ = ["ALPHA_FS", "ELECTRON_MASS_MEV", "LAMBDA_MIN_NM", "LAMBDA_MAX_NM",
            "threshold_energy_mev", "electron_spectrum", "mean_sin2_theta", "yield_per_metre",
-           "theta_c", "angular_pdf", "angular_pdf_per_sr", "Transmission", "transmission",
+           "theta_c", "angular_pdf", "angular_pdf_per_sr", "ads_parameters", "angular_pdf_ads",
+           "angular_pdf_ads_per_sr", "ADS_MAX_THETA", "Transmission", "transmission",
            "WAVELENGTH_GRID_NM"]
 
 ALPHA_FS = 1.0 / 137.036
@@ -124,6 +141,80 @@ def angular_pdf_per_sr(beta, height_m, s, atm=None, smoothing=0.0):
     observer) takes into account: sin β → sqrt(sin²β + smoothing²) (floored at 1e-4)."""
     sb = jnp.sqrt(jnp.sin(beta) ** 2 + smoothing ** 2)
     return angular_pdf(beta, height_m, s, atm) / (2.0 * np.pi * jnp.maximum(sb, 1e-4))
+
+
+#: upper end of the Arbeletche–de Souza parametrisation [rad] (dN/dθ = 0 beyond)
+ADS_MAX_THETA = np.pi / 3.0
+_GL_T, _GL_W = np.polynomial.legendre.leggauss(64)
+
+
+def ads_parameters(n_minus_1, s, is_gamma=1.0, energy_tev=1.0):
+    """(ν, ω₁ [1/rad], ω₂ [1/rad], ε) of Arbeletche & de Souza (2021) [C, published fit];
+    photon coefficients for ``is_gamma`` = 1, proton ones for 0 (used for every nucleus),
+    linear in between. ``n_minus_1`` ≥ 3e-5 and s ∈ [0.5, 1.5] as in the fit."""
+    nm1 = jnp.maximum(n_minus_1, 3e-5)
+    sc = jnp.clip(s, 0.5, 1.5)
+    ls = jnp.log(sc)
+    e = jnp.maximum(energy_tev, 1e-3)
+    nu_g = 0.34329 * nm1 ** -0.10683 + 1.46852 * ls
+    w1_g = 1.0 / (1.4053 * nm1 ** 0.32382 - 0.048841 * ls)
+    w2_g = w1_g * (1.0 - 1.0 / (0.95734 + 0.26472 * sc))
+    eps_g = 0.0031206
+    nu_p = 0.21155 * nm1 ** -0.16639 + 1.21803 * ls
+    w1_p = 1.0 / (4.513 * nm1 ** 0.45092 * e ** -0.008843 - 0.058687 * ls)
+    w2_p = w1_p * (1.0 - 1.0 / (0.90725 + 0.41722 * sc))
+    eps_p = 0.009528 + 0.022552 * e ** -0.4207
+    g = is_gamma
+    return (g * nu_g + (1 - g) * nu_p, g * w1_g + (1 - g) * w1_p, g * w2_g + (1 - g) * w2_p,
+            g * eps_g + (1 - g) * eps_p)
+
+
+def _ads_k(theta, nu, w1, w2, eps):
+    return theta ** (nu - 1.0) * (jnp.exp(-w1 * theta) + eps * jnp.exp(-w2 * theta))
+
+
+def _ads_setup(height_m, s, atm, is_gamma, energy_tev):
+    """Parameters, θ_em, K(θ_em) and the normalisation, at the shape of (height, s)."""
+    n = atmosphere.refractive_index(height_m, atm)
+    nu, w1, w2, eps = ads_parameters(n - 1.0, s, is_gamma, energy_tev)
+    tem = jnp.arccos(1.0 / n)
+    k_em = _ads_k(tem, nu, w1, w2, eps)
+    # below θ_em: ∫ (π − ln(1 − θ/θ_em)) sin θ dθ / sin θ_em ≈ θ_em (π/2 + 3/4) (sin θ ≈ θ)
+    left = k_em * tem ** 2 / jnp.sin(tem) * (0.5 * np.pi + 0.75)
+    t_max = jnp.sqrt(1.0 - tem / ADS_MAX_THETA)[..., None]
+    t = 0.5 * (_GL_T + 1.0) * t_max
+    th = tem[..., None] / (1.0 - t * t)
+    f = (_ads_k(th, nu[..., None], w1[..., None], w2[..., None], jnp.asarray(eps)[..., None])
+         * (np.pi - 2.0 * jnp.log(t)) * 2.0 * t * tem[..., None] / (1.0 - t * t) ** 2)
+    right = jnp.sum(0.5 * _GL_W * t_max * f, -1)
+    return (nu, w1, w2, eps), tem, k_em, left + right
+
+
+def _ads_eval(beta, setup, per_sr):
+    (nu, w1, w2, eps), tem, k_em, norm = setup
+    r = beta / tem
+    b_hi = jnp.maximum(beta, tem)
+    hi = _ads_k(b_hi, nu, w1, w2, eps) * (np.pi - jnp.log(jnp.maximum(1.0 - tem / b_hi, 1e-4)))
+    log_lo = np.pi - jnp.log(jnp.maximum(1.0 - r, 1e-4))
+    if per_sr:
+        lo = k_em * log_lo / (2.0 * np.pi * jnp.sin(tem))
+        hi = hi / (2.0 * np.pi * jnp.maximum(jnp.sin(beta), 1e-7))
+    else:
+        lo = k_em * log_lo * jnp.sin(beta) / jnp.sin(tem)
+    out = jnp.where(r < 1.0, lo, hi) / norm
+    return jnp.where(beta <= ADS_MAX_THETA, out, 0.0)
+
+
+def angular_pdf_ads(beta, height_m, s, atm=None, is_gamma=1.0, energy_tev=1.0):
+    """dN/dβ [1/rad] of Arbeletche & de Souza, normalised to 1 on 0–60°. The parameters and the
+    normalisation are computed at the shape of (height_m, s): give those the slices' shape
+    and let β broadcast (e.g. h (K, 1), β (K, M))."""
+    return _ads_eval(beta, _ads_setup(height_m, s, atm, is_gamma, energy_tev), per_sr=False)
+
+
+def angular_pdf_ads_per_sr(beta, height_m, s, atm=None, is_gamma=1.0, energy_tev=1.0):
+    """dN/dΩ [1/sr] of Arbeletche & de Souza (finite on the axis, ring at θ_em)."""
+    return _ads_eval(beta, _ads_setup(height_m, s, atm, is_gamma, energy_tev), per_sr=True)
 
 
 class Transmission(NamedTuple):

@@ -14,15 +14,18 @@ Model (``expected``)
   fluorescence photons Y_fl · dE/dX(X_k) · ΔX_k (isotropic, ``fluorescence_yield_per_mev``
   = 20 photons/MeV in 300–430 nm [M]).
 * Photons reaching a telescope at distance D_k under angle β_k to the axis:
-  cherenkov · (dN/dΩ)(β_k) · A/D_k² + fluorescence · A/(4π D_k²), times the wavelength-averaged
+  cherenkov · (dN/dΩ)(β_k) · A/D_k² + fluorescence · A/(4π D_k²), with dN/dΩ the small-angle
+  distribution of Arbeletche & de Souza (2021; Cherenkov ring at θ_em = arccos 1/n) convolved
+  with the NKG lateral spread of the emitting electrons (``_seen_pdf``; ``angular_model``
+  "nerling" restores the earlier Nerling form), times the wavelength-averaged
   Rayleigh + aerosol transmission along the line of sight and the photon → PE efficiency
   (mirror reflectivity × filter transmission (``WFCTA`` tables) × window 0.87 [U] × SiPM PDE
   0.25 [M]) and the telescope's and pixel's relative efficiencies.
 * Image: the direction of P_k from the telescope in the camera's tangent plane (gnomonic, as
   ``layout.pixel_directions``), spread by a Gaussian of σ_k² = σ_spot² + (f_lat · r_M(h_k)/D_k)²
   (optical spot 0.2° [C, star-light calibration], the lateral spread of the emitting
-  electrons, f_lat = 0.4 of the local Molière radius [M], which also smooths the angular
-  distribution near the axis: ``cherenkov.angular_pdf_per_sr(smoothing=...)``) and integrated over each square pixel
+  electrons, f_lat = 0.4 of the local Molière radius [M], the same radius as in the
+  convolution of dN/dΩ) and integrated over each square pixel
   (the camera grid is separable: columns × rows, so the integral is a product of two 1-D ones).
 * Night-sky background: ``nsb_pe`` per pixel per event window (15 PE [M]).
 
@@ -151,13 +154,13 @@ class WFCTAPhysics(NamedTuple):
 
     is_gamma : photon hypothesis (energy per particle of ``profile.n_max_from_energy``)
     n_slices : slices along the axis, 64;  x_top : [g/cm²] slant depth where the profile starts, 30
-    lateral_fraction : σ of the emitting electrons' lateral spread / local Molière radius, 0.4
-        [M]: it smooths the 1/sin β of the angular distribution near the axis and widens the
+    lateral_fraction : radius of the emitting electrons' lateral (NKG) spread / local Molière
+        radius, 0.4 [M]: it spreads the angular distribution on the ground and widens the
         images. Against CORSIKA (``tests/test_wfcta_physics.py``, 290–430 nm on both sides) the
-        model's photon density is 2.5× too high at the core of a 100 GeV photon and 1.46×,
-        1.04×, 0.67×, 0.44× at 31, 57, 80, 125 m from a 200 GeV one: Nerling's angular
-        distribution has no Cherenkov ring; no single value fits both the core and 31 m
-        (0.5: 2.03 / 1.21; 1.0: 0.97 / 0.52)
+        model's photon density is 1.85× CORSIKA's at the core of a 100 GeV photon and 1.36×,
+        1.25×, 1.01×, 0.86× at 31, 57, 80, 125 m from a 200 GeV one (Nerling's form: 2.53×;
+        1.46, 1.04, 0.67, 0.44); 0.2 / 0.7 / 1.0 give 2.04 / 1.69 / 1.52 at the core
+    angular_model : "ads" (Arbeletche–de Souza ⊗ lateral spread, default) or "nerling"
     fluorescence_yield_per_mev : 20 photons/MeV in 300–430 nm [M] (0 disables fluorescence)
     profile_width_scale, lateral_scale : multiply the USP width L and lateral_fraction (the
         simulation fluctuates them; 1 in the fit)
@@ -172,6 +175,7 @@ class WFCTAPhysics(NamedTuple):
     profile_width_scale: float = 1.0
     lateral_scale: float = 1.0
     transmission: cherenkov.Transmission = cherenkov.Transmission()
+    angular_model: str = "ads"
 
 
 DEFAULT_PHYSICS = WFCTAPhysics()
@@ -234,7 +238,7 @@ def _slices(shower: Shower, physics: WFCTAPhysics, atm=None, ground_m=REFERENCE_
     dedx = profile.energy_deposit(xc, shower.xmax, n_max, shower.xmax - x0_off, lam)
     fluo = physics.fluorescence_yield_per_mev * dedx * dx
     return dict(depth=xc, height=h, pos=pos, n_ch=n_ch, age=s_c, cher=cher, fluo=fluo, axis=n,
-                per_particle=per_particle)
+                per_particle=per_particle, log10_energy=shower.log10_energy)
 
 
 def expected(shower: Shower, geometry: Geometry, response: Response,
@@ -248,8 +252,7 @@ def expected(shower: Shower, geometry: Geometry, response: Response,
     dhat = d / dist[..., None]
     cos_beta = jnp.clip(-jnp.sum(dhat * sl["axis"], -1), -1.0, 1.0)
     beta = jnp.arccos(jnp.clip(cos_beta, -1.0 + 1e-7, 1.0 - 1e-7))
-    pdf = cherenkov.angular_pdf_per_sr(beta, h[None], sl["age"][None], atm,
-                                       smoothing=_lateral_angle(sl, dist, physics, atm))
+    pdf = _seen_pdf(sl, d, dist, beta, physics, atm)
     area = geometry.mirror_area
     photons = (sl["cher"][None] * pdf + sl["fluo"][None] / (4.0 * np.pi)) * area / dist ** 2
     h_tel = REFERENCE_HEIGHT_M + tel[:, 2]
@@ -295,10 +298,46 @@ def photon_density(shower: Shower, points, physics: WFCTAPhysics = DEFAULT_PHYSI
     d = pts[..., None, :] - sl["pos"]
     dist = jnp.sqrt(jnp.sum(d * d, -1))
     cos_beta = jnp.clip(-jnp.sum(d / dist[..., None] * sl["axis"], -1), -1 + 1e-7, 1 - 1e-7)
-    spread = _lateral_angle(sl, dist, physics, atm)
-    pdf = cherenkov.angular_pdf_per_sr(jnp.arccos(cos_beta), sl["height"], sl["age"], atm,
-                                       smoothing=spread)
+    pdf = _seen_pdf(sl, d, dist, jnp.arccos(cos_beta), physics, atm)
     return jnp.sum(cher * pdf / dist ** 2, -1)
+
+
+_V_NODES, _V_WEIGHTS = np.polynomial.legendre.leggauss(8)
+
+
+def _seen_pdf(sl, d, dist, beta, physics, atm=None):
+    """dN/dΩ [1/sr] of each slice's Cherenkov light towards points at offsets ``d`` (…, K, 3)
+    [m] from the slice centres (distance ``dist``, angle ``beta`` to the axis).
+
+    ``angular_model`` "ads": Arbeletche–de Souza's distribution convolved with the lateral
+    spread of the emitting electrons (NKG of age s and radius f_lat · r_M(h); 8 Gauss–Legendre
+    radii in x = r/r = v/(1 − v) × 8 azimuths); photons from an electron at r⃗ reach the point
+    at angle |R⃗ − r⃗|/H, R⃗ the point's offset from the axis and H its distance along it.
+    "nerling": Nerling's distribution with 1/sin β smoothed by the lateral angle (earlier
+    model, kept for comparison)."""
+    if physics.angular_model == "nerling":
+        return cherenkov.angular_pdf_per_sr(beta, sl["height"], sl["age"], atm,
+                                            smoothing=_lateral_angle(sl, dist, physics, atm))
+    n = sl["axis"]
+    along = -jnp.sum(d * n, -1)                                     # H (…, K)
+    perp = jnp.sqrt(jnp.maximum(dist ** 2 - along ** 2, 0.0))      # R (…, K)
+    v = 0.5 * (_V_NODES + 1.0)
+    x = v / (1.0 - v)
+    s = jnp.clip(sl["age"], 0.5, 2.0)[:, None]
+    w = 0.5 * _V_WEIGHTS / (1.0 - v) ** 2 * x ** (s - 1.0) * (1.0 + x) ** (s - 4.5)
+    w = w / jnp.sum(w, -1, keepdims=True)                          # (K, 8)
+    r = (physics.lateral_fraction * physics.lateral_scale
+         * atmosphere.moliere_radius(sl["height"], atm))[:, None] * x  # (K, 8)
+    phi = (np.arange(8) + 0.5) / 8 * np.pi
+    sep = jnp.sqrt(jnp.maximum(perp[..., None, None] ** 2 + r[..., None] ** 2
+                               - 2.0 * perp[..., None, None] * r[..., None] * np.cos(phi), 0.0))
+    theta = jnp.arctan2(sep, along[..., None, None])                # (…, K, 8, 8)
+    shape = (-1, 1, 1)
+    e_tev = 10.0 ** (sl["log10_energy"] - 3.0)
+    pdf = cherenkov.angular_pdf_ads_per_sr(theta, sl["height"].reshape(shape),
+                                           sl["age"].reshape(shape), atm, physics.is_gamma,
+                                           e_tev)
+    return jnp.sum(jnp.mean(pdf, -1) * w, -1)
 
 
 def _lateral_angle(sl, dist, physics, atm=None):

@@ -37,6 +37,27 @@ def test_angular_distribution_is_normalised_and_quadrature_converged():
     assert abs(float(cherenkov.mean_sin2_theta(jnp.array(h), jnp.array(s))) / ref - 1) < 1e-3
 
 
+def test_small_angle_distribution_normalised_finite_on_axis_with_a_ring():
+    """Arbeletche–de Souza: ∫dN/dθ = 1 on 0–60° (photons and protons, several heights and ages),
+    dN/dΩ = (dN/dθ)/(2π sin θ), finite on the axis, maximal at the cone θ_em = arccos(1/n)."""
+    from detectors import atmosphere
+    th = np.linspace(0.0, np.pi / 3, 2_000_001)
+    for h, s, g, e in ((9000.0, 1.0, 1.0, 1.0), (4400.0, 1.4, 0.0, 1000.0), (15000.0, 0.6, 0.0, 300.0)):
+        h_, s_ = jnp.asarray(h), jnp.asarray(s)
+        pdf = np.asarray(cherenkov.angular_pdf_ads(jnp.asarray(th), h_, s_, None, g, e))
+        assert abs(np.trapezoid(pdf, th) - 1.0) < 5e-5
+        per_sr = np.asarray(cherenkov.angular_pdf_ads_per_sr(jnp.asarray(th), h_, s_, None, g, e))
+        np.testing.assert_allclose(per_sr[1:] * 2 * np.pi * np.sin(th[1:]), pdf[1:], rtol=1e-9)
+        assert np.isfinite(per_sr[0]) and per_sr[0] > 0
+        t_em = float(np.arccos(1.0 / atmosphere.refractive_index(h_)))
+        assert abs(th[np.argmax(per_sr)] - t_em) < 1e-4 * t_em + 1e-6
+    # differentiable in the slice's age and height (float64)
+    f = lambda s: cherenkov.angular_pdf_ads_per_sr(jnp.asarray(0.01), jnp.asarray(8000.0), s)
+    g_ad = float(jax.grad(f)(jnp.asarray(1.1)))
+    g_fd = float((f(jnp.asarray(1.1 + 1e-6)) - f(jnp.asarray(1.1 - 1e-6))) / 2e-6)
+    assert g_ad == pytest.approx(g_fd, rel=1e-5)
+
+
 @pytest.fixture(scope="module")
 def setup():
     lay = wfcta_layout()
