@@ -142,7 +142,8 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
                      keep_untriggered=False, progress=None, age_sigma=0.05, dead_fraction=0.0,
                      wcda_layout=None, wcda_response=None, cores_on="array",
                      wcda_subshowers=wcda.HADRON_SUBSHOWERS, wfcta_layout=None,
-                     wfcta_response=None, wfcta_fluctuations=(0.05, 0.1), **primary_kwargs):
+                     wfcta_response=None, wfcta_fluctuations=(0.05, 0.1), truth_hook=None,
+                     **primary_kwargs):
     """Sample primaries and simulate them until ``n_events`` triggered events are collected.
 
     detectors : which detectors to simulate (a subset of ("km2a", "wcda")); an event is kept when
@@ -156,6 +157,9 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
         None: a smooth shower).
     wfcta_fluctuations : (σ of the profile width, σ of the lateral spread) of the WFCTA
         simulation, shower to shower [M]; (0, 0) = the fit model's own shower.
+    truth_hook : optional ``f(truth, rng) -> truth`` applied to every chunk of sampled truth
+        after the core/direction samplers (e.g. directions of a point source at given event
+        times); a ``time_mjd`` array it adds becomes the events' times (default: ``mjd``).
 
     Returns (records, n_thrown). ``records`` follows ``joint.io.schema`` (truth + hit groups).
     """
@@ -196,6 +200,8 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
             (truth["true_zenith"], truth["true_azimuth"], truth["true_core_x"],
              truth["true_core_y"]) = wfcta_geometry_sampler(setup["wfcta"][0], rng, chunk,
                                                             core_radius_m=min(core_radius_m, 300.0))
+        if truth_hook is not None:
+            truth = truth_hook(truth, rng)
         showers = shower_from_truth(truth, dtype=jnp.float32)
         is_gamma = (truth["true_mass_number"] == 0).astype(np.float32)
         blocks, trig = {}, {}
@@ -232,8 +238,10 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
             raise RuntimeError(f"no event triggered in {thrown} thrown; energy range too low?")
     truth = {k: np.concatenate([c[0][k] for c in kept]) for k in kept[0][0]}
     n = len(truth["true_log10_energy"])
+    times = np.asarray(truth.pop("time_mjd"), np.float64) if "time_mjd" in truth else \
+        np.full(n, mjd, np.float64)
     records = {"run": np.full(n, run, np.int32), "event_id": np.arange(n, dtype=np.int64),
-               "time_mjd": np.full(n, mjd, np.float64), **truth}
+               "time_mjd": times, **truth}
     ids = {}
     if "km2a" in setup:
         ids["km2a_ed"], ids["km2a_md"] = setup["km2a"][0].ed_id, setup["km2a"][0].md_id
