@@ -50,9 +50,9 @@ Nerling's form was fitted at fluorescence-detector angles; it has no ring and pu
 light within ~40 m of the core. Arbeletche–de Souza's small-angle form brings the ring back
 (80–125 m within 15%) and lowers the core, but the model's lateral distribution is still
 flatter than CORSIKA's inside the ring (31 → 125 m: model ×0.90, CORSIKA ×1.43): too much
-light at the core. Tried without closing it (``/tmp`` prototypes, recorded in BENCHMARKS.md):
-lateral_fraction 0.2 / 0.7 / 1.0 (core 2.04 / 1.69 / 1.52, 125 m 0.95 / 0.77 / 0.69) and an
-outward tilt of off-axis electrons (core 1.8–2.3). Candidates: the photon showers' own angular
+light at the core. The lateral spread does not close it
+(``benchmarks/wfcta_cherenkov_lateral.py``): lateral_fraction 0.2 / 0.7 / 1.0 give core
+2.00 / 1.78 / 1.46 and 125 m 0.94 / 0.76 / 0.68. Candidates: the photon showers' own angular
 distribution below 1 TeV (the parametrisation is fitted at TeV–EeV), the geomagnetic
 broadening of 100–200 GeV showers, and the correlation between the electrons' lateral position
 and direction.
