@@ -67,7 +67,7 @@ from .shower import Shower, ground_slant_depth, shower_plane_coordinates
 
 __all__ = ["Geometry", "Response", "KM2APhysics", "Expectation", "Observed", "expected", "nll",
            "channel_nll", "simulate", "predict", "Prediction", "trigger", "fisher_stats", "information_weights",
-           "DEFAULT_PHYSICS"]
+           "gof_counts", "DEFAULT_PHYSICS"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,6 +350,21 @@ def channel_nll(observed: Observed, expectation: Expectation, geometry: Geometry
                           response.md_saturation_pe, response.md_noise_rate_hz, response.window_ns,
                           _md_noise_logpdf(response))
     return ed_nll, md_nll
+
+
+def gof_counts(observed: Observed, expectation, geometry: Geometry, response: Response):
+    """[(n_eff, μ_eff, mask)] of the EDs and MDs for ``channel.deviance_sums``: charges of hits
+    above threshold and below saturation in effective counts q/F, F = G(1 + σ_q²)."""
+    out = []
+    for blk, mu, live, gain, res, thr, sat in (
+            (observed.ed, expectation.ed_particles, geometry.ed_live, response.ed_gain,
+             response.ed_charge_resolution, response.ed_threshold_pe, response.ed_saturation_pe),
+            (observed.md, expectation.md_muons, geometry.md_live, response.md_gain,
+             response.md_charge_resolution, response.md_threshold_pe, response.md_saturation_pe)):
+        f = gain * (1.0 + res ** 2)
+        q = jnp.where(blk.hit & (blk.signal >= thr), blk.signal, 0.0)
+        out.append((q / f, gain * mu / f, blk.valid & jnp.asarray(live) & (blk.signal < sat)))
+    return out
 
 
 def nll(observed: Observed, expectation: Expectation, geometry: Geometry, response: Response):

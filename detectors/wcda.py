@@ -68,7 +68,7 @@ from .shower import Shower, shower_plane_coordinates
 
 __all__ = ["Geometry", "Response", "WCDAPhysics", "Prediction", "Expectation", "Observed",
            "expected", "predict", "nll", "channel_nll", "simulate", "time_slewing",
-           "information_weights", "fisher_stats", "cell_fano", "DEFAULT_PHYSICS",
+           "information_weights", "fisher_stats", "cell_fano", "gof_counts", "DEFAULT_PHYSICS",
            "POND_DEFAULTS", "HADRON_SUBSHOWERS"]
 
 #: Nominal per-pond PMT response [M] (PHYSICS.md §3: PMT types [M], PE per muon not found).
@@ -357,6 +357,18 @@ def channel_nll(observed: Observed, expectation, geometry: Geometry, response: R
                                 sigma_t, response.threshold_pe, response.saturation_pe,
                                 noise_probability(response.noise_rate_hz, response.window_ns),
                                 response.window_ns, lambda x: -x / lam - jnp.log(lam))
+
+
+def gof_counts(observed: Observed, expectation, geometry: Geometry, response: Response):
+    """[(n_eff, μ_eff, mask)] of the cells for ``channel.deviance_sums`` (charges above threshold
+    and below saturation, in effective counts q/F with the model's F)."""
+    c = observed.cells
+    mom = _moments(expectation, geometry, response)
+    mu, var, _ = mom["cell_pe"]
+    f = var / mu
+    q = jnp.where(c.hit & (c.signal >= response.threshold_pe), c.signal, 0.0)
+    mask = c.valid & jnp.asarray(geometry.cell_live) & (c.signal < response.saturation_pe)
+    return [(q / f, mu / f, mask)]
 
 
 def nll(observed: Observed, expectation, geometry: Geometry, response: Response):

@@ -58,7 +58,7 @@ from .shower import REFERENCE_HEIGHT_M, Shower, direction, ground_slant_depth
 
 __all__ = ["Geometry", "Response", "WFCTAPhysics", "Expectation", "Observed", "expected",
            "predict", "nll", "channel_nll", "simulate", "information_weights", "fisher_stats",
-           "photon_efficiency", "camera_coordinates", "DEFAULT_PHYSICS"]
+           "photon_efficiency", "camera_coordinates", "gof_counts", "DEFAULT_PHYSICS"]
 
 N_SIDE = 32
 
@@ -368,6 +368,14 @@ def channel_nll(observed: Observed, mu, geometry: Geometry, response: Response):
 def nll(observed: Observed, mu, geometry: Geometry, response: Response):
     """Negative log-likelihood (scalar) of every valid pixel of every telescope."""
     return jnp.sum(channel_nll(observed, mu, geometry, response))
+
+
+def gof_counts(observed: Observed, mu, geometry: Geometry, response: Response):
+    """[(n_eff, μ_eff, mask)] of the pixels for ``channel.deviance_sums`` (q/F, μ/F)."""
+    px = observed.pixels
+    f = response.excess_noise
+    return [(jnp.maximum(px.signal, 0.0) / f, jnp.ravel(mu) / f,
+             px.valid & jnp.ravel(jnp.asarray(geometry.pixel_live)))]
 
 
 def information_weights(mu, geometry: Geometry, response: Response):

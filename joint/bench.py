@@ -162,21 +162,25 @@ def _run(n_events, primary, log10_energy, batch_size, n_iminuit, seed, cfg, say)
     layouts, geometry, response = detector_setup(cfg.detectors)
     # showers on the ponds when WCDA takes part (its 1–30 TeV range, or joint fits of the
     # showers that both arrays see)
-    cores_on = "wcda" if "wcda" in cfg.detectors else "array"
+    # (WFCTA: directions and cores in the telescopes' view)
+    cores_on = ("wfcta" if "wfcta" in cfg.detectors else
+                "wcda" if "wcda" in cfg.detectors else "array")
     t0 = time.perf_counter()
     rec, thrown = simulate_records(n_events, primary=primary, detectors=cfg.detectors,
                                    log10_energy_range=(log10_energy, log10_energy),
                                    zenith_max_deg=40.0, core_radius_m=400.0, seed=seed,
                                    km2a_layout=layouts.get("km2a"), response=response.get("km2a"),
                                    wcda_layout=layouts.get("wcda"),
-                                   wcda_response=response.get("wcda"), cores_on=cores_on)
+                                   wcda_response=response.get("wcda"),
+                                   wfcta_layout=layouts.get("wfcta"),
+                                   wfcta_response=response.get("wfcta"), cores_on=cores_on)
     sim_s = time.perf_counter() - t0
     say(f"simulated {n_events} triggered {primary} events at log10E = {log10_energy} "
         f"({thrown} thrown) in {sim_s:.1f} s")
     truth = {f: np.asarray(rec[f"true_{f}"], np.float64)
              for f in ("core_x", "core_y", "zenith", "azimuth", "log10_energy")}
     batch = to_event_batch(rec, km2a=layouts.get("km2a"), wcda=layouts.get("wcda"),
-                           source="<bench>", as_jax=False)
+                           wfcta=layouts.get("wfcta"), source="<bench>", as_jax=False)
     t0 = time.perf_counter()
     seeds, data = prepare(batch, geometry, response, cfg)
     jax.block_until_ready((seeds, data))

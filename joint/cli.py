@@ -5,12 +5,15 @@ Subcommands:
 * ``show FILE...``      summary of event files (own schema or G4KM2A LHEvent): events, detectors,
                          hits per event, truth ranges.
 * ``simulate``          sample primaries with the truth generator, simulate the detectors
-                         (``--detectors km2a``, ``wcda`` or ``km2a,wcda``; ``none`` writes truth
-                         only) and write the project's schema; only triggered events are written
-                         (``--cores-on wcda`` throws the cores on the WCDA ponds).
+                         (``--detectors`` any of km2a, wcda, wfcta, e.g. ``km2a,wcda,wfcta`` for
+                         coincident events; ``none`` writes truth only) and write the project's
+                         schema; only triggered events are written, each with the detectors that
+                         triggered (``--cores-on wcda|wfcta`` throws the cores on the ponds / in
+                         the telescopes' view; ``--wfcta-clear-fraction``: WFCTA's duty cycle).
 * ``reconstruct``       batched fits of event files (own schema or G4KM2A) into a ``reco`` tree;
                          ``--detectors auto`` (default) fits every built detector in the file
-                         jointly, ``km2a``, ``wcda`` or ``km2a,wcda`` choose.
+                         jointly (events lacking one are fitted with the others), or a comma
+                         list chooses; output per-detector ``nll_<det>`` and ``gof_<det>``.
 * ``bench``             throughput of the batched fitter next to iminuit on the same likelihood.
 * ``demo``              the end-to-end demonstration behind ``make demo``.
 
@@ -104,7 +107,8 @@ def cmd_simulate(args) -> int:
         n, primary=args.primary, detectors=dets, log10_energy_range=tuple(args.log10_energy_range),
         zenith_max_deg=args.zenith_max, core_radius_m=args.core_radius, seed=args.seed,
         run=args.run, mjd=args.mjd, km2a_layout=km2a_layout(args.layout), model=args.model,
-        progress=progress, age_sigma=args.age_sigma, cores_on=args.cores_on)
+        progress=progress, age_sigma=args.age_sigma, cores_on=args.cores_on,
+        wfcta_clear_fraction=args.wfcta_clear_fraction)
     bar.close()
     write_events(out, records)
     print(f"wrote {n} triggered events ({args.primary}, {thrown} thrown, detectors: "
@@ -113,7 +117,7 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_reconstruct(args) -> int:
-    from joint.reconstruct import ReconstructionConfig, reconstruct_files
+    from joint.reconstruct import reconstruct_files
 
     dets = None if args.detectors == "auto" else _parse_detectors(args.detectors)
     if dets == ():
@@ -122,7 +126,8 @@ def cmd_reconstruct(args) -> int:
         print(f"lhaaso-joint: {args.output} exists (a finished run); skipping. Use --overwrite "
               "to redo it.", file=sys.stderr)
         return 0
-    from joint.reconstruct import KM2A_FREE, detectors_in_file
+    from joint.api import config_for
+    from joint.reconstruct import detectors_in_file
 
     fixed = ()
     for name in (args.fix.split(",") if args.fix else ()):
@@ -132,23 +137,18 @@ def cmd_reconstruct(args) -> int:
         elif name:
             fixed += (name,)
     fit_dets = dets or detectors_in_file(args.inputs[0])
-    if args.free:
-        free = tuple(args.free.split(","))
-    elif fit_dets == ("wfcta",):  # images alone constrain only the profile
-        free = ("log10_energy", "xmax")
-    else:
-        free = KM2A_FREE[args.hypothesis]
-    if fit_dets == ("wfcta",) and not {"core_x", "core_y", "zenith", "azimuth"} <= set(fixed):
-        raise SystemExit("lhaaso-joint: a WFCTA-only fit needs the geometry fixed: "
-                         "--fix core,direction [--geometry-from truth|km2a|wcda]")
-    free = tuple(f for f in free if f not in fixed)
-    prior = args.xmax_prior if args.xmax_prior is not None else "wfcta" not in fit_dets
-    cfg = ReconstructionConfig(hypothesis=args.hypothesis, free=free, n_iter=args.n_iter,
-                               truth_fields=fixed, geometry_from=args.geometry_from,
-                               xmax_prior=prior, **({"detectors": dets} if dets else {}))
+    try:
+        cfg = config_for(fit_dets, args.hypothesis, fix=fixed, geometry_from=args.geometry_from,
+                         xmax_prior=args.xmax_prior,
+                         free=tuple(args.free.split(",")) if args.free else None,
+                         n_iter=args.n_iter)
+    except ValueError as err:
+        raise SystemExit(f"lhaaso-joint: {err} (CLI: --fix core,direction "
+                         "[--geometry-from truth|km2a|wcda])") from None
     summary = reconstruct_files(args.inputs, args.output, cfg, batch_size=args.batch_size,
                                 layout_config=args.layout, progress=not args.quiet,
-                                detectors="auto" if dets is None else dets)
+                                detectors="auto" if dets is None else dets,
+                                frame_rotation_deg=args.frame_rotation_deg)
     st = summary["status_counts"]
     print(f"reconstructed {summary['events']} events in {summary['seconds']:.1f} s "
           f"({summary['events_per_s']:.1f} events/s incl. compilation and I/O) -> {args.output}")
@@ -159,15 +159,21 @@ def cmd_reconstruct(args) -> int:
 
 def cmd_bench(args) -> int:
     from joint.bench import format_table, run_bench
-    from joint.reconstruct import ReconstructionConfig
+
+    import dataclasses
+
+    from joint.api import config_for
 
     kw = {k: v for k, v in (("n_ed", args.n_ed), ("n_md", args.n_md)) if v is not None}
     dets = _parse_detectors(args.detectors)
-    cfg = ReconstructionConfig(hypothesis="gamma" if args.primary == "gamma" else "hadron",
-                               detectors=dets, **kw)
+    if dets == ("wfcta",):
+        raise SystemExit("lhaaso-joint: bench fits the whole shower; WFCTA alone needs the "
+                         "geometry fixed (use reconstruct --fix core,direction)")
+    cfg = dataclasses.replace(config_for(dets, "gamma" if args.primary == "gamma" else "hadron"),
+                              **kw)
     lg = args.log10_energy
     if lg is None:  # a typical energy of the detector combination
-        lg = 5.0 if "km2a" in dets else 4.0
+        lg = 6.0 if "wfcta" in dets else 5.0 if "km2a" in dets else 4.0
     res = run_bench(n_events=args.n_events, primary=args.primary, log10_energy=lg,
                     batch_size=args.batch_size, n_iminuit=args.n_iminuit, seed=args.seed, cfg=cfg,
                     out=lambda *a, **k: None)
@@ -211,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="array: cores uniform within --core-radius of the KM2A centre; "
                         "wcda: cores uniform on the WCDA cells; wfcta: directions within 5° of "
                         "a telescope's axis, cores within 300 m of the telescopes")
+    s.add_argument("--wfcta-clear-fraction", type=float, default=1.0,
+                   help="probability that WFCTA takes data for an event (clear moonless night)")
     s.add_argument("-o", "--output", required=True)
     s.set_defaults(func=cmd_simulate)
 
@@ -229,9 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where --fix takes its values: the simulation truth, or a first fit of "
                         "KM2A or WCDA alone")
     s.add_argument("--xmax-prior", dest="xmax_prior", action="store_true", default=None,
-                   help="add the Xmax prior of the hypothesis (default: on unless WFCTA is fitted)")
+                   help="add the Xmax prior of the hypothesis (default: on, except for WFCTA alone; "
+                   "in joint fits only events without WFCTA images use it)")
     s.add_argument("--no-xmax-prior", dest="xmax_prior", action="store_false")
     s.add_argument("--batch-size", type=int, default=512)
+    s.add_argument("--frame-rotation-deg", type=float, default=0.0,
+                   help="angle of the array's +x axis from true East, for ra/dec [deg]")
     s.add_argument("--n-iter", type=int, default=12)
     s.add_argument("--layout", default="full", help="KM2A layout: full or 3/4")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -244,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--primary", default="gamma")
     s.add_argument("--log10-energy", type=float, default=None,
                    help="log10(E/GeV) (default 5.0 with KM2A, 4.0 for WCDA alone)")
-    s.add_argument("--detectors", default="km2a", help="km2a, wcda or km2a,wcda")
+    s.add_argument("--detectors", default="km2a",
+                   help="comma list of km2a, wcda, wfcta (e.g. km2a,wcda,wfcta)")
     s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--n-iminuit", type=int, default=48)
     s.add_argument("--seed", type=int, default=5)

@@ -146,7 +146,9 @@ def wcda_model(physics: wcda.WCDAPhysics = wcda.DEFAULT_PHYSICS) -> ScoringModel
 @lru_cache(maxsize=64)
 def joint_model(physics: tuple, xmax_prior: "XmaxPrior | None" = None) -> ScoringModel:
     """The joint likelihood over a dict of detector data ``{name: KM2AData | WCDAData}`` as one
-    Fisher-scoring model: the sum of the detectors' nll (+ the optional Xmax prior, ½ r²).
+    Fisher-scoring model: the sum of the detectors' nll (+ the optional Xmax prior, ½ r²; when
+    WFCTA is configured, the prior applies only to events without WFCTA data, since the images
+    measure Xmax).
 
     physics : tuple of (name, physics) pairs, e.g. (("km2a", KM2APhysics()), ("wcda", ...));
         hashable, so equal configurations share one compiled fitter.
@@ -155,7 +157,13 @@ def joint_model(physics: tuple, xmax_prior: "XmaxPrior | None" = None) -> Scorin
 
     def predict(s, data):
         preds = {n: m.predict(s, data[n]) for n, m in models.items()}
-        return preds, (xmax_prior_residual(s, xmax_prior) if xmax_prior is not None else None)
+        if xmax_prior is None:
+            return preds, None
+        r = xmax_prior_residual(s, xmax_prior)
+        if "wfcta" in models:  # the images measure Xmax: the prior only for events without them
+            has_images = jnp.any(data["wfcta"].observed.pixels.valid)
+            r = jnp.where(has_images, 0.0, r)
+        return preds, r
 
     def loss(e, data):
         total = sum(m.loss(e[0][n], data[n]) for n, m in models.items())

@@ -185,17 +185,19 @@ def _pipeline(cfg: ReconstructionConfig):
             data["wfcta"] = select_wfcta(blocks["wfcta"], geos["wfcta"], resps["wfcta"])
         return data
 
-    def energy_scan(seed, data):
+    def energy_scan(seed, datas):
         """The seed's energy (and the Xmax that goes with it) moved to the best of
-        ``SEED_ENERGY_SCAN`` offsets [dex] by the model's nll: size → energy relations are
-        rough (hypothesis, zenith, core position), and a start far off in energy can run away
-        (measured: 12–17% of KM2A+WCDA photons at 100 TeV on the ponds ended on the Xmax bound)."""
+        ``SEED_ENERGY_SCAN`` offsets [dex] by the model's nll summed over ``datas`` (the channel
+        selections around every candidate, so that candidates compare on the same channels):
+        size → energy relations are rough (hypothesis, zenith, core position), and a start far
+        off in energy can run away (measured: 12–17% of KM2A+WCDA photons at 100 TeV on the
+        ponds ended on the Xmax bound)."""
         offsets = SEED_ENERGY_SCAN if cfg.detectors != ("km2a",) else (0.0,)
         trials = [finish_seed(seed._replace(log10_energy=seed.log10_energy + d))
                   for d in offsets]
         if "wfcta" in cfg.detectors and cfg.xmax_fixed is None:  # images pin Xmax: scan it too
             trials = [t._replace(xmax=t.xmax + dx) for t in trials for dx in SEED_XMAX_SCAN]
-        values = jnp.stack([model(t, data) for t in trials])
+        values = jnp.stack([sum(model(t, d) for d in datas) for t in trials])
         values = jnp.where(jnp.isfinite(values), values, jnp.inf)
         best = jnp.argmin(values)
         pick = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs)[best], *trials)
@@ -213,15 +215,17 @@ def _pipeline(cfg: ReconstructionConfig):
             candidates.append(Shower(core_x=z, core_y=z, zenith=z, azimuth=z,
                                      log10_energy=z + 6.0, xmax=z + 600.0, log_muon_scale=z,
                                      t0=z))
-        candidates = [c._replace(**{f: blocks["truth"][f"true_{f}"].astype(c.core_x.dtype)
-                                    for f in cfg.truth_fields}) for c in candidates]
-        seed = finish_seed(candidates[0])
-        data = select(blocks, geos, resps, seed)
-        seed, value = energy_scan(seed, data)
-        for cand in candidates[1:]:
-            cand = finish_seed(cand)
-            cand_data = select(blocks, geos, resps, cand)
-            cand, cand_value = energy_scan(cand, cand_data)
+        candidates = [finish_seed(c._replace(**{f: blocks["truth"][f"true_{f}"].astype(c.core_x.dtype)
+                                                for f in cfg.truth_fields})) for c in candidates]
+        # the active channels around each candidate's core; every candidate is scored on all
+        # of them (a candidate far from the shower would otherwise select empty channels and
+        # win with a small nll: measured on KM2A+WCDA protons at 1 PeV, 6 of 16 started 330-450
+        # m off)
+        datas = [select(blocks, geos, resps, c) for c in candidates]
+        seed, value = energy_scan(candidates[0], datas)
+        data = datas[0]
+        for cand, cand_data in zip(candidates[1:], datas[1:]):
+            cand, cand_value = energy_scan(cand, datas)
             better = cand_value < value
             seed, data = _select(seed, cand, better), _select(data, cand_data, better)
             value = jnp.minimum(value, cand_value)
@@ -397,8 +401,12 @@ def reconstruct_batch(batch, geometry, response,
                       cfg: ReconstructionConfig = ReconstructionConfig()) -> dict:
     """Reconstruct one dense Event batch with the detectors of ``cfg``. Returns a dict of numpy
     output columns (``reco_*``, ``reco_*_err``, ``reco_covariance``, ``nll`` and ``nll_<det>``,
-    ``status``, ``n_iter``, ``seed_*``, and the detector observables: KM2A ``ne``, ``nmu``,
-    ``age``; WCDA ``wcda_nhit``, ``wcda_npe``, ``compactness``, ``cxpe``, ``pincness``).
+    ``status``, ``n_iter``, ``seed_*``, the goodness of fit of each detector ``gof_<det>``
+    (z-score of its charge deviance: ≈ N(0, 1) when the model describes it, large when the
+    detector disagrees with the others; NaN when the event has no data from it),
+    ``gof_<det>_dev`` (deviance per channel) and ``gof_<det>_n`` (channels used), and the
+    detector observables: KM2A ``ne``, ``nmu``, ``age``; WCDA ``wcda_nhit``, ``wcda_npe``,
+    ``compactness``, ``cxpe``, ``pincness``; WFCTA ``hillas_*``, ``x_dist``).
 
     geometry, response : {detector: Geometry / Response} (or KM2A objects for a KM2A-only run).
     """
@@ -417,6 +425,13 @@ def reconstruct_batch(batch, geometry, response,
         out[f"nll_{d}"] = np.asarray(result.nll_terms[d], np.float64)
     out["status"] = np.asarray(info.status, np.int32)
     out["n_iter"] = np.asarray(info.n_iter, np.int32)
+    for d, (dev, e_dev, v_dev, n_ch) in _gof_fn(cfg)(result.shower, data).items():
+        n_ch = np.asarray(n_ch, np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"gof_{d}"] = np.where(n_ch > 0, (np.asarray(dev, np.float64) - np.asarray(e_dev))
+                                       / np.sqrt(np.asarray(v_dev, np.float64)), np.nan)
+            out[f"gof_{d}_dev"] = np.where(n_ch > 0, np.asarray(dev, np.float64) / n_ch, np.nan)
+        out[f"gof_{d}_n"] = n_ch.astype(np.int32)
     if "km2a" in cfg.detectors:
         ne, nmu, age = _observables_fn(cfg)(result.shower, blocks["km2a_ed"], blocks["km2a_md"],
                                             geos["km2a"], resps["km2a"])
@@ -479,6 +494,27 @@ def _wfcta_observables_fn(n_side):
     neighbors = jnp.asarray(neighbor_matrix(camera_pixel_xy()))
     return jax.jit(jax.vmap(lambda s, p, g, r: wfcta_observables(s, p, g, r, neighbors),
                             in_axes=(0, 0, None, None)))
+
+
+@lru_cache(maxsize=16)
+def _gof_fn(cfg):
+    """Per detector (D, E[D], Var[D], N): the charge deviance of its channels at the fitted
+    shower (``detectors.channel.deviance_sums`` over the detector's ``gof_counts``)."""
+    from detectors.channel import deviance_sums
+
+    modules = {"km2a": km2a, "wcda": wcda, "wfcta": wfcta}
+    phys = {d: cfg.physics_of(d) for d in cfg.detectors}
+
+    def one(shower, data):
+        out = {}
+        for d in cfg.detectors:
+            dd, mod = data[d], modules[d]
+            pred = mod.predict(shower, dd.geometry, dd.response, phys[d])
+            sums = [deviance_sums(*c) for c in mod.gof_counts(dd.observed, pred, dd.geometry,
+                                                              dd.response)]
+            out[d] = tuple(sum(s[i] for s in sums) for i in range(4))
+        return out
+    return jax.jit(jax.vmap(one))
 
 
 @lru_cache(maxsize=16)
@@ -591,11 +627,13 @@ def _check_inputs(inputs, detectors, cfg):
 
 def reconstruct_files(inputs, output, cfg: ReconstructionConfig = ReconstructionConfig(),
                       batch_size=512, layout_config="full", progress=True, log=print,
-                      detectors="config"):
+                      detectors="config", frame_rotation_deg=0.0):
     """Reconstruct input files into ``output`` (tree ``reco``), streaming in chunks.
 
     detectors : "config" (``cfg.detectors``), "auto" (every built detector with hits in the first
         input file, fitted jointly) or a tuple of names.
+    frame_rotation_deg : angle of the array's +x axis from true East (``joint.sky``) for the sky
+        columns ``ra``, ``dec``, ``ra_dec_err``, ``glon``, ``glat`` [deg] at each event's time.
     Returns a summary dict (events, seconds, events/s, status counts, detectors).
     """
     import dataclasses
@@ -605,6 +643,7 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
 
     from joint.event import pad_batch
     from joint.io.schema import PRESENCE, TRUTH, to_event_batch
+    from joint.sky import sky_columns
 
     if isinstance(detectors, str) and detectors == "auto":
         dets = detectors_in_file(inputs[0])
@@ -640,6 +679,7 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
                 cols["run"] = np.asarray(rec["run"], np.int32)
                 cols["event_id"] = np.asarray(rec["event_id"], np.int64)
                 cols["time_mjd"] = np.asarray(rec["time_mjd"], np.float64)
+                cols.update(sky_columns(cols, cols["time_mjd"], frame_rotation_deg))
                 for t in (*TRUTH, *PRESENCE):
                     if t in rec:
                         cols[t] = np.asarray(rec[t], np.int8 if t in PRESENCE else np.float64)

@@ -143,7 +143,7 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
                      wcda_layout=None, wcda_response=None, cores_on="array",
                      wcda_subshowers=wcda.HADRON_SUBSHOWERS, wfcta_layout=None,
                      wfcta_response=None, wfcta_fluctuations=(0.05, 0.1), truth_hook=None,
-                     **primary_kwargs):
+                     wfcta_clear_fraction=1.0, **primary_kwargs):
     """Sample primaries and simulate them until ``n_events`` triggered events are collected.
 
     detectors : which detectors to simulate (a subset of ("km2a", "wcda")); an event is kept when
@@ -157,6 +157,8 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
         None: a smooth shower).
     wfcta_fluctuations : (σ of the profile width, σ of the lateral spread) of the WFCTA
         simulation, shower to shower [M]; (0, 0) = the fit model's own shower.
+    wfcta_clear_fraction : probability that WFCTA is taking data for an event (clear, moonless
+        night; 1 = always); otherwise the event has no WFCTA data (``present_wfcta`` = 0).
     truth_hook : optional ``f(truth, rng) -> truth`` applied to every chunk of sampled truth
         after the core/direction samplers (e.g. directions of a point source at given event
         times); a ``time_mjd`` array it adds becomes the events' times (default: ``mjd``).
@@ -223,6 +225,12 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
                                                lateral_sigma=wfcta_fluctuations[1])
                 blocks["wfcta"] = obs.pixels
             trig[d] = np.asarray(t) | keep_untriggered
+            if d == "wfcta" and wfcta_clear_fraction < 1.0:
+                trig[d] = trig[d] & (rng.uniform(size=chunk) < wfcta_clear_fraction)
+            if len(detectors) > 1:  # a detector that did not trigger records nothing
+                names = ("km2a_ed", "km2a_md") if d == "km2a" else (d,)
+                for b in names:
+                    blocks[b] = blocks[b]._replace(hit=np.asarray(blocks[b].hit) & trig[d][:, None])
         any_trig = np.logical_or.reduce([trig[d] for d in detectors])
         thrown += chunk
         sel = np.nonzero(any_trig)[0][: n_events - n_kept]

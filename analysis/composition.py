@@ -1,0 +1,573 @@
+"""Light/heavy mass separation with Xmax and the muon content (issue 6, item 4).
+
+Pure numpy figures of merit on reconstructed events:
+
+* :func:`purity_efficiency`, :func:`efficiency_at_purity`, :func:`threshold_at_purity`: a
+  selection ``score >= threshold`` keeps light-like events (higher score = lighter); purity
+  ``N_light / (N_light + N_heavy)`` of the selection and efficiency
+  ``N_light,selected / N_light,all``, optionally with event weights (a flux mix);
+* :class:`ElongationCut`: the energy-dependent Xmax cut, Xmax centred on a linear function of
+  log10 E (the mean elongation of the training sample);
+* :func:`nmu_ne_variable`: log10(Nmu / Ne^0.86) of the KM2A observables;
+* :class:`FisherDiscriminant`: a linear Fisher discriminant in (Xmax, log10(Nmu/Ne^0.86)),
+  each variable centred on a linear function of log10 E, trained on an independent sample;
+* :func:`robust_stats`, :func:`binned_stats`, :func:`energy_resolution`: resolution and bias
+  (median, 68% half-width, std, counts).
+
+The driver that produces the events (:func:`simulate_sample`, :func:`reconstruct_sample`,
+:func:`run_sample`: per-mass KM2A+WFCTA simulation, reconstructed three ways) and
+:func:`summarise` (every table of ``benchmarks/light_heavy.py`` and of the example notebook
+``examples/xmax_light_heavy.ipynb``) import the JAX pipeline lazily; the rest needs numpy only.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["LIGHT_MASSES", "MASS_NAMES", "MASSES", "METHODS", "ENERGY_EDGES", "is_light",
+           "purity_efficiency", "efficiency_at_purity", "threshold_at_purity", "ElongationCut",
+           "nmu_ne_variable", "FisherDiscriminant", "robust_stats", "binned_stats",
+           "energy_resolution", "flux_weights", "split_halves", "method_configs",
+           "simulate_sample", "reconstruct_sample", "run_sample", "quality_mask", "summarise"]
+
+#: mass numbers counted as light (H, He)
+LIGHT_MASSES = (1, 4)
+#: the four mass groups of the study and their names
+MASSES = (1, 4, 14, 56)
+MASS_NAMES = {1: "H", 4: "He", 14: "CNO", 56: "Fe"}
+#: reconstruction methods: WFCTA with the geometry of a KM2A fit, KM2A alone, KM2A+WFCTA jointly
+METHODS = ("wfcta", "km2a", "joint")
+#: true log10(E/GeV) bins of the resolution tables (5.9–6.1: "1 PeV")
+ENERGY_EDGES = (5.5, 5.7, 5.9, 6.1, 6.3, 6.5)
+#: spectral index of the simulation (flat in log E, for even statistics per energy bin); events
+#: are weighted to the flux's E^-2.7 (:func:`flux_weights`) for purities and efficiencies
+SIM_SPECTRAL_INDEX = -1.0
+FLUX_SPECTRAL_INDEX = -2.7
+#: exponent of Ne in the muon-richness variable log10(Nmu / Ne^b)
+NMU_NE_EXPONENT = 0.86
+
+
+def is_light(mass_number, light=LIGHT_MASSES):
+    """Boolean array: the mass number is one of ``light``."""
+    return np.isin(np.rint(np.asarray(mass_number, float)).astype(int), light)
+
+
+# ------------------------------------------------------------------------------------------------
+# purity and efficiency
+# ------------------------------------------------------------------------------------------------
+def _prepare(score, is_light_, weights):
+    score = np.asarray(score, float)
+    light = np.asarray(is_light_, bool)
+    w = np.ones_like(score) if weights is None else np.asarray(weights, float)
+    if not (score.shape == light.shape == w.shape):
+        raise ValueError(f"score, is_light and weights differ in shape: {score.shape}, "
+                         f"{light.shape}, {w.shape}")
+    return score, light, w
+
+
+def purity_efficiency(score, is_light, thresholds, weights=None):
+    """Purity and efficiency of the selections ``score >= t`` for every ``t`` in ``thresholds``.
+
+    purity = N_light,sel / (N_light,sel + N_heavy,sel) (NaN when nothing is selected);
+    efficiency = N_light,sel / N_light,all, where "all" counts every light event given, a NaN
+    score included (it is never selected). ``weights``: per-event weights (a flux mix).
+    Returns (purity, efficiency, n_selected) arrays shaped like ``thresholds``
+    (n_selected: sum of weights selected)."""
+    score, light, w = _prepare(score, is_light, weights)
+    t = np.asarray(thresholds, float)
+    sel = np.isfinite(score)[None, :] & (score[None, :] >= t.reshape(-1, 1))
+    wl = np.where(light, w, 0.0)
+    n_light = (sel * wl).sum(1)
+    n_sel = (sel * w).sum(1)
+    total_light = wl.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        purity = np.where(n_sel > 0, n_light / np.where(n_sel > 0, n_sel, 1.0), np.nan)
+        eff = n_light / total_light if total_light > 0 else np.full_like(n_light, np.nan)
+    shape = t.shape
+    return purity.reshape(shape), np.asarray(eff).reshape(shape), n_sel.reshape(shape)
+
+
+def _curve(score, light, w):
+    """Purity and efficiency after each distinct threshold, from the highest score down:
+    (thresholds, purity, efficiency), ties grouped."""
+    ok = np.isfinite(score)
+    total_light = np.where(light, w, 0.0).sum()
+    s, l, ww = score[ok], light[ok], w[ok]
+    order = np.argsort(-s, kind="stable")
+    s, l, ww = s[order], l[order], ww[order]
+    cl = np.cumsum(np.where(l, ww, 0.0))
+    ca = np.cumsum(ww)
+    last = np.r_[s[1:] != s[:-1], True] if s.size else np.zeros(0, bool)  # end of a tie group
+    with np.errstate(invalid="ignore", divide="ignore"):
+        purity = cl[last] / ca[last]
+        eff = cl[last] / total_light if total_light > 0 else np.full(last.sum(), np.nan)
+    return s[last], purity, eff
+
+
+def efficiency_at_purity(score, is_light, purity, weights=None):
+    """The largest efficiency of a selection ``score >= t`` whose purity is at least ``purity``,
+    interpolated linearly (in efficiency and purity) between the last threshold that reaches the
+    purity and the next lower one. NaN when no threshold reaches it (or there is no light
+    event). ``purity`` may be a scalar or an array (the result has its shape)."""
+    score, light, w = _prepare(score, is_light, weights)
+    thr, pur, eff = _curve(score, light, w)
+    p = np.atleast_1d(np.asarray(purity, float))
+    out = np.full(p.shape, np.nan)
+    for i, target in enumerate(p):
+        good = np.nonzero(pur >= target)[0]
+        if good.size == 0 or not np.isfinite(eff).all():
+            continue
+        k = good[-1]
+        if k + 1 >= pur.size:
+            out[i] = eff[k]
+            continue
+        p0, p1, e0, e1 = pur[k], pur[k + 1], eff[k], eff[k + 1]
+        f = (p0 - target) / (p0 - p1) if p0 > p1 else 0.0
+        out[i] = e0 + f * (e1 - e0)
+    return out.reshape(np.shape(purity)) if np.ndim(purity) else float(out[0])
+
+
+def threshold_at_purity(score, is_light, purity, weights=None):
+    """The lowest threshold (largest selection) whose purity is at least ``purity`` on these
+    events (no interpolation): the cut to apply to an independent sample. NaN if unreachable."""
+    score, light, w = _prepare(score, is_light, weights)
+    thr, pur, _ = _curve(score, light, w)
+    good = np.nonzero(pur >= purity)[0]
+    return float(thr[good[-1]]) if good.size else float("nan")
+
+
+# ------------------------------------------------------------------------------------------------
+# discriminating variables
+# ------------------------------------------------------------------------------------------------
+def _polyfit(x, y, w, deg):
+    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(w) & (w > 0)
+    if ok.sum() <= deg:
+        raise ValueError(f"need more than {deg} finite points to fit, got {ok.sum()}")
+    # np.polyfit's weights multiply the residuals: sqrt of the event weights
+    return np.polyfit(x[ok], y[ok], deg, w=np.sqrt(w[ok]))
+
+
+@dataclass
+class ElongationCut:
+    """Energy-dependent Xmax cut: score = Xmax − (a + b·log10 E), with (a, b) the (weighted)
+    least-squares line of Xmax against log10 E of a training sample (its mean elongation).
+    A selection ``score >= t`` is the cut Xmax >= a + t + b·log10 E."""
+
+    coeffs: np.ndarray = field(default_factory=lambda: np.zeros(2))
+
+    @classmethod
+    def fit(cls, log10_energy, xmax, weights=None, deg=1):
+        x, y = np.asarray(log10_energy, float), np.asarray(xmax, float)
+        w = np.ones_like(x) if weights is None else np.asarray(weights, float)
+        return cls(_polyfit(x, y, w, deg))
+
+    def centre(self, log10_energy):
+        return np.polyval(self.coeffs, np.asarray(log10_energy, float))
+
+    def score(self, log10_energy, xmax):
+        return np.asarray(xmax, float) - self.centre(log10_energy)
+
+
+def nmu_ne_variable(nmu, ne, exponent=NMU_NE_EXPONENT, nmu_floor=0.5):
+    """log10(Nmu / Ne^exponent). Nmu below ``nmu_floor`` (no muon counted; negative values from
+    noise subtraction) is set to the floor, half a muon by default, so that muon-poor events stay
+    ranked as muon-poor; Ne <= 0 or a non-finite input gives NaN."""
+    nmu = np.asarray(nmu, float)
+    ne = np.asarray(ne, float)
+    ok = np.isfinite(nmu) & np.isfinite(ne) & (ne > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        v = np.log10(np.maximum(nmu, nmu_floor)) - exponent * np.log10(np.where(ne > 0, ne, 1.0))
+    return np.where(ok, v, np.nan)
+
+
+@dataclass
+class FisherDiscriminant:
+    """Linear Fisher discriminant with energy-dependent centring.
+
+    Each variable x_k is centred on a line in log10 E fitted on the training sample (all masses,
+    weighted): r_k = x_k − (a_k + b_k·log10 E); then w = S_W⁻¹ (m_light − m_heavy) with S_W the
+    (weighted) within-class covariance of r, and score = r · w. Light events score higher;
+    w is normalised so that the light–heavy separation of the mean scores is 1 on the training
+    sample (score in units of that separation)."""
+
+    centring: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    w: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    offset: float = 0.0
+
+    @classmethod
+    def fit(cls, variables, log10_energy, is_light, weights=None, deg=1):
+        """``variables``: (n, k) array (or a sequence of k arrays of length n)."""
+        x = cls._as_matrix(variables)
+        lg = np.asarray(log10_energy, float)
+        light = np.asarray(is_light, bool)
+        wt = np.ones(len(lg)) if weights is None else np.asarray(weights, float)
+        ok = np.all(np.isfinite(x), 1) & np.isfinite(lg) & np.isfinite(wt) & (wt > 0)
+        if not (ok & light).any() or not (ok & ~light).any():
+            raise ValueError("the training sample needs finite light and heavy events")
+        cen = np.stack([_polyfit(lg[ok], x[ok, k], wt[ok], deg) for k in range(x.shape[1])])
+        r = x[ok] - np.stack([np.polyval(c, lg[ok]) for c in cen], 1)
+        li, wi = light[ok], wt[ok]
+
+        def moments(m):
+            ww = wi[m] / wi[m].sum()
+            mu = ww @ r[m]
+            d = r[m] - mu
+            return mu, (d * ww[:, None]).T @ d
+
+        m_l, s_l = moments(li)
+        m_h, s_h = moments(~li)
+        sw = 0.5 * (s_l + s_h)
+        sw = sw + 1e-12 * np.trace(sw) * np.eye(len(sw))
+        w = np.linalg.solve(sw, m_l - m_h)
+        sep = float(w @ (m_l - m_h))
+        w = w / sep if sep > 0 else w
+        offset = float(0.5 * w @ (m_l + m_h))
+        return cls(cen, w, offset)
+
+    @staticmethod
+    def _as_matrix(variables):
+        x = np.asarray(variables, float)
+        if x.ndim == 1:
+            x = x[:, None]
+        elif not isinstance(variables, np.ndarray):  # a sequence of k columns
+            x = x.T
+        return x
+
+    def residuals(self, variables, log10_energy):
+        x = self._as_matrix(variables)
+        lg = np.asarray(log10_energy, float)
+        return x - np.stack([np.polyval(c, lg) for c in self.centring], 1)
+
+    def score(self, variables, log10_energy):
+        """r · w − offset (0 halfway between the class means of the training sample)."""
+        return self.residuals(variables, log10_energy) @ self.w - self.offset
+
+
+# ------------------------------------------------------------------------------------------------
+# resolution and bias
+# ------------------------------------------------------------------------------------------------
+def robust_stats(residual):
+    """Figures of a residual sample (non-finite values dropped): n, median (bias), mean,
+    std, half68 = half the 16–84% interval, abs68 = 68% quantile of |residual|."""
+    r = np.asarray(residual, float)
+    r = r[np.isfinite(r)]
+    if r.size == 0:
+        return {"n": 0, "median": np.nan, "mean": np.nan, "std": np.nan, "half68": np.nan,
+                "abs68": np.nan}
+    q16, q50, q84 = np.percentile(r, [16, 50, 84])
+    return {"n": int(r.size), "median": float(q50), "mean": float(r.mean()),
+            "std": float(r.std(ddof=1)) if r.size > 1 else np.nan,
+            "half68": float(0.5 * (q84 - q16)), "abs68": float(np.percentile(np.abs(r), 68))}
+
+
+def binned_stats(x, residual, edges):
+    """:func:`robust_stats` of ``residual`` in bins of ``x`` (``edges``: n+1 values; a value
+    on the last edge counts in the last bin). Returns a list of dicts with ``lo``, ``hi``."""
+    x = np.asarray(x, float)
+    residual = np.asarray(residual, float)
+    edges = np.asarray(edges, float)
+    out = []
+    for i in range(len(edges) - 1):
+        lo, hi = edges[i], edges[i + 1]
+        m = (x >= lo) & ((x < hi) if i < len(edges) - 2 else (x <= hi))
+        out.append({"lo": float(lo), "hi": float(hi), **robust_stats(residual[m])})
+    return out
+
+
+def energy_resolution(reco_log10_energy, true_log10_energy):
+    """Energy figures: sigma_log10E (std of log10 E_rec/E_true), res68_pct (68% quantile of
+    |E_rec/E_true − 1|, %), bias_pct (median E_rec/E_true − 1, %), mean_bias_pct, n."""
+    d = np.asarray(reco_log10_energy, float) - np.asarray(true_log10_energy, float)
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return {"n": 0, "sigma_log10E": np.nan, "res68_pct": np.nan, "bias_pct": np.nan,
+                "mean_bias_pct": np.nan}
+    ratio = 10.0 ** d
+    return {"n": int(d.size), "sigma_log10E": float(d.std(ddof=1)) if d.size > 1 else np.nan,
+            "res68_pct": float(100 * np.percentile(np.abs(ratio - 1), 68)),
+            "bias_pct": float(100 * (np.median(ratio) - 1)),
+            "mean_bias_pct": float(100 * (ratio.mean() - 1))}
+
+
+# ------------------------------------------------------------------------------------------------
+# sample: weights, halves
+# ------------------------------------------------------------------------------------------------
+def flux_weights(mass_number, true_log10_energy, composition=None,
+                 sim_index=SIM_SPECTRAL_INDEX, flux_index=FLUX_SPECTRAL_INDEX):
+    """Per-event weights that turn per-mass samples simulated with E^sim_index into the flux mix
+    ``composition`` ({A: fraction}, default ``detectors.primaries.DEFAULT_COMPOSITION``) with
+    E^flux_index: w ∝ E^(flux − sim), normalised so that each mass sums to its fraction. Apply
+    to the whole simulated (triggered) sample, before any cut, so that cuts act on the weights."""
+    if composition is None:
+        from detectors.primaries import DEFAULT_COMPOSITION as composition
+    a = np.rint(np.asarray(mass_number, float)).astype(int)
+    lg = np.asarray(true_log10_energy, float)
+    w = 10.0 ** ((flux_index - sim_index) * (lg - np.nanmin(lg)))
+    out = np.zeros_like(w)
+    total = sum(composition.values())
+    for m, f in composition.items():
+        sel = a == int(m)
+        if sel.any():
+            out[sel] = w[sel] * (f / total) / w[sel].sum()
+    return out
+
+
+def split_halves(mass_number, seed=0):
+    """Random half of the events per mass (stratified): boolean training mask (the rest is the
+    independent test half)."""
+    a = np.rint(np.asarray(mass_number, float)).astype(int)
+    rng = np.random.default_rng(seed)
+    train = np.zeros(a.size, bool)
+    for m in np.unique(a):
+        idx = np.nonzero(a == m)[0]
+        pick = rng.permutation(idx)[: (idx.size + 1) // 2]
+        train[pick] = True
+    return train
+
+
+# ------------------------------------------------------------------------------------------------
+# driver: simulate once, reconstruct three ways (JAX imported lazily)
+# ------------------------------------------------------------------------------------------------
+GEOMETRY_FIELDS = ("core_x", "core_y", "zenith", "azimuth")
+
+
+def method_configs():
+    """{method: ReconstructionConfig} of the three reconstructions (all hadron hypothesis):
+    wfcta: WFCTA alone, log10 E and Xmax free, geometry fixed at a first KM2A fit, no Xmax prior;
+    km2a: KM2A alone (default free fields, Xmax prior); joint: KM2A+WFCTA, no Xmax prior."""
+    from joint.reconstruct import ReconstructionConfig
+
+    return {
+        "wfcta": ReconstructionConfig(hypothesis="hadron", detectors=("wfcta",),
+                                      free=("log10_energy", "xmax"), truth_fields=GEOMETRY_FIELDS,
+                                      geometry_from="km2a", xmax_prior=False),
+        "km2a": ReconstructionConfig(hypothesis="hadron", detectors=("km2a",)),
+        "joint": ReconstructionConfig(hypothesis="hadron", detectors=("km2a", "wfcta"),
+                                      xmax_prior=False),
+    }
+
+
+def _concat_records(parts):
+    import awkward as ak
+
+    keys = [k for k in parts[0] if all(k in p for p in parts)]
+    out = {}
+    for k in keys:
+        vals = [p[k] for p in parts]
+        out[k] = (np.concatenate(vals) if isinstance(vals[0], np.ndarray)
+                  else ak.concatenate(vals))
+    out["event_id"] = np.arange(len(out["run"]), dtype=np.int64)
+    return out
+
+
+def simulate_sample(n_per_mass, seed, masses=MASSES, log10_energy_range=(5.5, 6.5),
+                    spectral_index=SIM_SPECTRAL_INDEX, chunk=64, layouts=None, progress=None):
+    """KM2A+WFCTA events of each mass (``n_per_mass`` triggered events each, seed ``seed + i``),
+    directions within 5° of a telescope's axis and cores within 300 m of the telescopes
+    (``cores_on="wfcta"``), E^spectral_index in ``log10_energy_range``. Returns (records of
+    all masses, run = index of the mass, {A: thrown})."""
+    from joint.simulation import simulate_records
+
+    if layouts is None:
+        from joint.reconstruct import detector_setup
+
+        layouts = detector_setup(("km2a", "wfcta"))[0]
+    parts, thrown = [], {}
+    for i, a in enumerate(masses):
+        rec, n_thrown = simulate_records(
+            n_per_mass, primary=int(a), detectors=("km2a", "wfcta"), cores_on="wfcta",
+            core_radius_m=300.0, log10_energy_range=tuple(log10_energy_range), seed=seed + i,
+            run=i, km2a_layout=layouts["km2a"], wfcta_layout=layouts["wfcta"], chunk=chunk,
+            spectral_index=spectral_index)
+        parts.append(rec)
+        thrown[int(a)] = int(n_thrown)
+        if progress:
+            progress(f"simulated {MASS_NAMES.get(int(a), a)}: {n_per_mass} events "
+                     f"({n_thrown} thrown)")
+    return _concat_records(parts), thrown
+
+
+def reconstruct_sample(records, batch_size=None, methods=METHODS, setup=None, progress=None):
+    """Reconstruct the same records with each method (:func:`method_configs`). Every batch is
+    padded to ``batch_size`` (default ``joint.reconstruct.REFIT_BATCH``, 64, which the
+    straggler pass uses too, so one compilation per method serves every batch).
+    Returns ({method: output columns}, {method: seconds})."""
+    from joint.event import pad_batch
+    from joint.io.schema import to_event_batch
+    from joint.reconstruct import REFIT_BATCH, detector_setup, reconstruct_batch
+
+    batch_size = batch_size or REFIT_BATCH
+    lays, geos, resps = setup or detector_setup(("km2a", "wfcta"))
+    cfgs = method_configs()
+    n = len(records["event_id"])
+    outs, seconds = {}, {}
+    for m in methods:
+        t0 = time.perf_counter()
+        cols = []
+        n_batches = -(-n // batch_size)
+        for b, start in enumerate(range(0, n, batch_size)):
+            tb = time.perf_counter()
+            sub = {k: v[start:start + batch_size] for k, v in records.items()}
+            k = len(sub["event_id"])
+            batch = to_event_batch(sub, km2a=lays["km2a"], wfcta=lays["wfcta"], as_jax=False)
+            padded, _ = pad_batch(batch, batch_size)
+            out = reconstruct_batch(padded, geos, resps, cfgs[m])
+            cols.append({kk: v[:k] for kk, v in out.items()})
+            if progress and n_batches > 1 and (b < 2 or (b + 1) % 10 == 0 or b + 1 == n_batches):
+                progress(f"{m}: batch {b + 1}/{n_batches} in {time.perf_counter() - tb:.1f} s")
+        outs[m] = {kk: np.concatenate([c[kk] for c in cols]) for kk in cols[0]}
+        seconds[m] = time.perf_counter() - t0
+        if progress:
+            progress(f"reconstructed {m}: {n} events in {seconds[m]:.0f} s")
+    return outs, seconds
+
+
+def run_sample(n_per_mass, seed, batch_size=None, progress=None, **sim_kwargs):
+    """:func:`simulate_sample` then :func:`reconstruct_sample`: (records, outs, info) with info
+    holding the thrown counts and the timings."""
+    from joint.reconstruct import detector_setup
+
+    setup = detector_setup(("km2a", "wfcta"))
+    t0 = time.perf_counter()
+    rec, thrown = simulate_sample(n_per_mass, seed, layouts=setup[0], progress=progress,
+                                  **sim_kwargs)
+    t_sim = time.perf_counter() - t0
+    outs, seconds = reconstruct_sample(rec, batch_size=batch_size, setup=setup,
+                                       progress=progress)
+    return rec, outs, {"thrown": thrown, "simulate_s": t_sim, "reconstruct_s": seconds,
+                       "n_per_mass": int(n_per_mass), "seed": int(seed)}
+
+
+# ------------------------------------------------------------------------------------------------
+# summary: every table of the study
+# ------------------------------------------------------------------------------------------------
+def quality_mask(records, out, method, statuses=(0,)):
+    """Events analysed for a method: KM2A and WFCTA both triggered (the hybrid sample, the same
+    for all methods), the fit status in ``statuses`` (default: converged, 0), with a cleaned
+    WFCTA image when WFCTA is fitted (wfcta_size > 0)."""
+    n = len(records["event_id"])
+    hybrid = np.ones(n, bool)
+    for d in ("present_km2a", "present_wfcta"):
+        if d in records:
+            hybrid &= np.asarray(records[d]) > 0
+    ok = hybrid & np.isin(np.asarray(out["status"]), statuses) & np.isfinite(out["reco_xmax"])
+    if method != "km2a" and "wfcta_size" in out:
+        ok &= np.asarray(out["wfcta_size"]) > 0
+    return ok
+
+
+def _separation(x, lg, nmn, light, w, train, test, purities):
+    res = {}
+    ok_x = np.isfinite(x) & np.isfinite(lg)
+    cut = ElongationCut.fit(lg[train & ok_x], x[train & ok_x], w[train & ok_x])
+    s_x = cut.score(lg, x)
+    ok_2 = ok_x & np.isfinite(nmn)
+    fis = FisherDiscriminant.fit(np.c_[x, nmn][train & ok_2], lg[train & ok_2], light[train & ok_2],
+                                 w[train & ok_2])
+    s_2 = np.where(ok_2, fis.score(np.c_[x, nmn], lg), np.nan)
+    for name, s, extra in (("xmax", s_x, {"elongation": cut.coeffs.tolist()}),
+                           ("xmax_nmu", s_2, {"fisher_w": fis.w.tolist(),
+                                              "centring": fis.centring.tolist()})):
+        e = efficiency_at_purity(s[test], light[test], purities, w[test])
+        row = {"eff_at_purity": {f"{p:.2f}": float(v) for p, v in zip(purities, e)}, **extra}
+        # the cut chosen on the training half, applied to the test half
+        applied = {}
+        for p in purities:
+            t = threshold_at_purity(s[train], light[train], p, w[train])
+            pu, ef, _ = purity_efficiency(s[test], light[test], [t], w[test])
+            applied[f"{p:.2f}"] = {"threshold": t, "purity": float(pu[0]), "efficiency": float(ef[0])}
+        row["train_cut_on_test"] = applied
+        # unweighted light/heavy counts of the test half
+        row["n_test_light"] = int((test & light).sum())
+        row["n_test_heavy"] = int((test & ~light).sum())
+        res[name] = row
+    return res, s_x, s_2
+
+
+def summarise(records, outs, purities=(0.90, 0.95), edges=ENERGY_EDGES, split_seed=0,
+              composition=None):
+    """Every figure of the study from simulated records and the three reconstructions.
+
+    Returns a dict: ``status`` (census per method), ``n_quality``; ``xmax`` (per method, per
+    mass and ``all``: :func:`binned_stats` of Xmax_rec − Xmax_true in true log10 E bins, plus the
+    whole range); ``energy`` (per method: H+He in the 1 PeV bin and each mass over the whole
+    range: :func:`energy_resolution`); ``xmax_loose`` (per method: Xmax figures with the fits
+    stopped at the iteration limit included, and of those alone); ``separation`` (per method: efficiencies at each purity of
+    the Xmax cut and of the Fisher discriminant, test half, flux-weighted); ``mean_xmax`` (per
+    method and mass: mean reconstructed Xmax); and ``events`` (per-event columns for plots)."""
+    a = np.rint(np.asarray(records["true_mass_number"], float)).astype(int)
+    light = is_light(a)
+    lg_true = np.asarray(records["true_log10_energy"], float)
+    x_true = np.asarray(records["true_xmax"], float)
+    w = flux_weights(a, lg_true, composition)
+    train = split_halves(a, split_seed)
+    km = outs.get("km2a")
+    nmn_km2a = nmu_ne_variable(km["nmu"], km["ne"]) if km is not None else np.full(a.size, np.nan)
+    i1 = int(np.argmin(np.abs(np.asarray(edges[:-1]) + np.diff(edges) / 2 - 6.0)))
+    pev = (edges[i1], edges[i1 + 1])
+    summary = {"masses": [int(m) for m in MASSES if (a == m).any()], "edges": list(edges),
+               "pev_bin": list(pev), "purities": list(purities), "status": {}, "n_quality": {},
+               "xmax": {}, "xmax_loose": {}, "energy": {}, "separation": {}, "mean_xmax": {},
+               "n_events": int(a.size), "n_hybrid": None, "events": {
+                   "mass": a.tolist(), "true_log10_energy": lg_true.tolist(),
+                   "true_xmax": x_true.tolist(), "weight": w.tolist(), "train": train.tolist()}}
+    for m, out in outs.items():
+        st = np.asarray(out["status"])
+        summary["status"][m] = {str(k): int((st == k).sum()) for k in range(4)}
+        ok = quality_mask(records, out, m)
+        summary["n_quality"][m] = {MASS_NAMES.get(int(mm), str(mm)): int((ok & (a == mm)).sum())
+                                   for mm in summary["masses"]}
+        dx = np.asarray(out["reco_xmax"], float) - x_true
+        lg = np.asarray(out["reco_log10_energy"], float)
+        per = {}
+        for mm in summary["masses"]:
+            sel = ok & (a == mm)
+            per[MASS_NAMES[mm]] = {"bins": binned_stats(lg_true[sel], dx[sel], edges),
+                                   "all": robust_stats(dx[sel])}
+        per["all"] = {"bins": binned_stats(lg_true[ok], dx[ok], edges), "all": robust_stats(dx[ok])}
+        summary["xmax"][m] = per
+        in_pev = (lg_true >= pev[0]) & (lg_true <= pev[1])
+        # the same with the fits that stopped at the iteration limit (status 1) included
+        loose = quality_mask(records, out, m, statuses=(0, 1))
+        summary["xmax_loose"][m] = {"all": robust_stats(dx[loose]),
+                                    "pev": robust_stats(dx[loose & in_pev]),
+                                    "pev_max_iter_only": robust_stats(dx[loose & ~ok & in_pev]),
+                                    "max_iter_only": robust_stats(dx[loose & ~ok])}
+        en = {"light_pev": energy_resolution(lg[ok & light & in_pev], lg_true[ok & light & in_pev]),
+              "light_all": energy_resolution(lg[ok & light], lg_true[ok & light])}
+        for mm in summary["masses"]:
+            sel = ok & (a == mm)
+            en[MASS_NAMES[mm]] = energy_resolution(lg[sel], lg_true[sel])
+            en[MASS_NAMES[mm] + "_pev"] = energy_resolution(lg[sel & in_pev], lg_true[sel & in_pev])
+        summary["energy"][m] = en
+        summary["mean_xmax"][m] = {MASS_NAMES[mm]: float(np.mean(out["reco_xmax"][ok & (a == mm)]))
+                                   if (ok & (a == mm)).any() else np.nan
+                                   for mm in summary["masses"]}
+        # separation: Nmu/Ne from this method's own KM2A term when it has one (km2a, joint), else
+        # from the KM2A-alone fit (WFCTA alone; its geometry comes from an internal KM2A fit
+        # without the Xmax prior, whose Nmu/Ne reconstruct_batch does not return)
+        nmn = nmu_ne_variable(out["nmu"], out["ne"]) if "nmu" in out else nmn_km2a
+        ok_sep = ok & np.isfinite(nmn)
+        try:
+            sep, s_x, s_2 = _separation(np.asarray(out["reco_xmax"], float), lg, nmn, light, w,
+                                        train & ok_sep, ~train & ok_sep, purities)
+        except ValueError as err:  # too few events in the training half
+            sep, s_x, s_2 = {"error": str(err)}, np.full(a.size, np.nan), np.full(a.size, np.nan)
+        summary["separation"][m] = sep
+        summary["events"][m] = {"quality": ok.tolist(), "reco_xmax": _round(out["reco_xmax"]),
+                                "reco_log10_energy": _round(lg, 4), "nmu_ne": _round(nmn, 4),
+                                "score_xmax": _round(s_x, 3), "score_xmax_nmu": _round(s_2, 4),
+                                "status": st.tolist()}
+    hy = np.ones(a.size, bool)
+    for d in ("present_km2a", "present_wfcta"):
+        if d in records:
+            hy &= np.asarray(records[d]) > 0
+    summary["n_hybrid"] = int(hy.sum())
+    return summary
+
+
+def _round(x, nd=1):
+    x = np.asarray(x, float)
+    return [None if not np.isfinite(v) else round(float(v), nd) for v in x]
