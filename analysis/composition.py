@@ -336,16 +336,16 @@ GEOMETRY_FIELDS = ("core_x", "core_y", "zenith", "azimuth")
 def method_configs():
     """{method: ReconstructionConfig} of the three reconstructions (all hadron hypothesis):
     wfcta: WFCTA alone, log10 E and Xmax free, geometry fixed at a first KM2A fit, no Xmax prior;
-    km2a: KM2A alone (default free fields, Xmax prior); joint: KM2A+WFCTA, no Xmax prior."""
-    from joint.reconstruct import ReconstructionConfig
+    km2a: KM2A alone (default free fields, Xmax prior); joint: KM2A+WFCTA, every field free,
+    seeded by the KM2A fit, the Xmax prior only for events without WFCTA images."""
+    from joint.api import config_for
 
+    # joint.api.config_for: the configurations of the CLI/README, so the compilations are
+    # shared with them (and the KM2A fit with the first fits of "wfcta" and "joint")
     return {
-        "wfcta": ReconstructionConfig(hypothesis="hadron", detectors=("wfcta",),
-                                      free=("log10_energy", "xmax"), truth_fields=GEOMETRY_FIELDS,
-                                      geometry_from="km2a", xmax_prior=False),
-        "km2a": ReconstructionConfig(hypothesis="hadron", detectors=("km2a",)),
-        "joint": ReconstructionConfig(hypothesis="hadron", detectors=("km2a", "wfcta"),
-                                      xmax_prior=False),
+        "wfcta": config_for(("wfcta",), "hadron", fix=GEOMETRY_FIELDS, geometry_from="km2a"),
+        "km2a": config_for(("km2a",), "hadron"),
+        "joint": config_for(("km2a", "wfcta"), "hadron"),
     }
 
 
@@ -494,8 +494,12 @@ def summarise(records, outs, purities=(0.90, 0.95), edges=ENERGY_EDGES, split_se
     mass and ``all``: :func:`binned_stats` of Xmax_rec − Xmax_true in true log10 E bins, plus the
     whole range); ``energy`` (per method: H+He in the 1 PeV bin and each mass over the whole
     range: :func:`energy_resolution`); ``xmax_loose`` (per method: Xmax figures with the fits
-    stopped at the iteration limit included, and of those alone); ``separation`` (per method: efficiencies at each purity of
-    the Xmax cut and of the Fisher discriminant, test half, flux-weighted); ``mean_xmax`` (per
+    stopped at the iteration limit included, and of those alone); ``xmax_common`` (every
+    method on the events all methods analysed: Xmax over the whole range and at 1 PeV, H+He
+    energy at 1 PeV); ``separation`` (per method: efficiencies at each purity of
+    the Xmax cut and of the Fisher discriminant, test half, flux-weighted, relative to the
+    analysed light events and — ``eff_at_purity_hybrid`` — to all hybrid light events);
+    ``mean_xmax`` (per
     method and mass: mean reconstructed Xmax); and ``events`` (per-event columns for plots)."""
     a = np.rint(np.asarray(records["true_mass_number"], float)).astype(int)
     light = is_light(a)
@@ -513,10 +517,17 @@ def summarise(records, outs, purities=(0.90, 0.95), edges=ENERGY_EDGES, split_se
                "n_events": int(a.size), "n_hybrid": None, "events": {
                    "mass": a.tolist(), "true_log10_energy": lg_true.tolist(),
                    "true_xmax": x_true.tolist(), "weight": w.tolist(), "train": train.tolist()}}
+    hybrid = np.ones(a.size, bool)
+    for d in ("present_km2a", "present_wfcta"):
+        if d in records:
+            hybrid &= np.asarray(records[d]) > 0
+    in_pev = (lg_true >= pev[0]) & (lg_true <= pev[1])
+    masks = {}
     for m, out in outs.items():
         st = np.asarray(out["status"])
         summary["status"][m] = {str(k): int((st == k).sum()) for k in range(4)}
         ok = quality_mask(records, out, m)
+        masks[m] = ok
         summary["n_quality"][m] = {MASS_NAMES.get(int(mm), str(mm)): int((ok & (a == mm)).sum())
                                    for mm in summary["masses"]}
         dx = np.asarray(out["reco_xmax"], float) - x_true
@@ -528,7 +539,6 @@ def summarise(records, outs, purities=(0.90, 0.95), edges=ENERGY_EDGES, split_se
                                    "all": robust_stats(dx[sel])}
         per["all"] = {"bins": binned_stats(lg_true[ok], dx[ok], edges), "all": robust_stats(dx[ok])}
         summary["xmax"][m] = per
-        in_pev = (lg_true >= pev[0]) & (lg_true <= pev[1])
         # the same with the fits that stopped at the iteration limit (status 1) included
         loose = quality_mask(records, out, m, statuses=(0, 1))
         summary["xmax_loose"][m] = {"all": robust_stats(dx[loose]),
@@ -555,16 +565,30 @@ def summarise(records, outs, purities=(0.90, 0.95), edges=ENERGY_EDGES, split_se
                                         train & ok_sep, ~train & ok_sep, purities)
         except ValueError as err:  # too few events in the training half
             sep, s_x, s_2 = {"error": str(err)}, np.full(a.size, np.nan), np.full(a.size, np.nan)
+        # efficiencies relative to every hybrid light event of the test half (fits that failed
+        # or were cut count as not selected): scaled by the analysed fraction of light events
+        wl_all = w[~train & hybrid & light].sum()
+        frac = float(w[~train & ok_sep & light].sum() / wl_all) if wl_all > 0 else np.nan
+        for row in sep.values():
+            if isinstance(row, dict) and "eff_at_purity" in row:
+                row["analysed_light_fraction"] = frac
+                row["eff_at_purity_hybrid"] = {p: e * frac for p, e in row["eff_at_purity"].items()}
         summary["separation"][m] = sep
         summary["events"][m] = {"quality": ok.tolist(), "reco_xmax": _round(out["reco_xmax"]),
                                 "reco_log10_energy": _round(lg, 4), "nmu_ne": _round(nmn, 4),
                                 "score_xmax": _round(s_x, 3), "score_xmax_nmu": _round(s_2, 4),
                                 "status": st.tolist()}
-    hy = np.ones(a.size, bool)
-    for d in ("present_km2a", "present_wfcta"):
-        if d in records:
-            hy &= np.asarray(records[d]) > 0
-    summary["n_hybrid"] = int(hy.sum())
+    summary["n_hybrid"] = int(hybrid.sum())
+    # every method on the same events: those all of them analysed
+    common = np.logical_and.reduce(list(masks.values())) if masks else np.zeros(a.size, bool)
+    summary["xmax_common"] = {"n": int(common.sum()), "methods": {}}
+    for m, out in outs.items():
+        dx = np.asarray(out["reco_xmax"], float) - x_true
+        lg = np.asarray(out["reco_log10_energy"], float)
+        summary["xmax_common"]["methods"][m] = {
+            "all": robust_stats(dx[common]), "pev": robust_stats(dx[common & in_pev]),
+            "energy_light_pev": energy_resolution(lg[common & light & in_pev],
+                                                  lg_true[common & light & in_pev])}
     return summary
 
 

@@ -104,6 +104,17 @@ def format_tables(summary, info=None):
             for k, lab in (("all", "status 0+1, 5.5-6.5:"), ("pev", "1 PeV:"),
                            ("max_iter_only", "status 1 only:"))))
     L.append("")
+    com = summary["xmax_common"]
+    L.append(f"## The same {com['n']} events for every method (analysed by all three): Xmax "
+             "n, 68% half-width, std, bias | H+He energy at 1 PeV: n, σlog10E, 68%|ΔE/E| [%]")
+    for m in methods:
+        c = com["methods"][m]
+        el = c["energy_light_pev"]
+        L.append(f"{m:6s} " + " | ".join(
+            f"{lab} {c[k]['n']:4d} {_f(c[k]['half68'])} {_f(c[k]['std'])} {_f(c[k]['median'])}"
+            for k, lab in (("all", "5.5-6.5:"), ("pev", "1 PeV:")))
+            + f" | E: {el['n']:3d} {_f(el['sigma_log10E'], '6.3f')} {_f(el['res68_pct'], '5.1f')}")
+    L.append("")
     pev = summary["pev_bin"]
     L.append(f"## Energy: H+He at 1 PeV (true log10 E {pev[0]:.1f}-{pev[1]:.1f}) and bias "
              "(median E_rec/E_true − 1) per mass [%]")
@@ -128,10 +139,12 @@ def format_tables(summary, info=None):
     L.append("")
     purs = [f"{p:.2f}" for p in summary["purities"]]
     L.append("## Light (H+He) selection, test half, flux-weighted: efficiency at purity "
-             "(interpolated ROC) | cut set on the training half, applied to the test half "
-             "(purity/efficiency)")
+             "(interpolated ROC) of the analysed light events | the same relative to all hybrid "
+             "light events (failed fits count as lost) | cut set on the training half, applied "
+             "to the test half (purity/efficiency)")
     L.append(f"{'method':6s} {'variables':13s} {'n L/H':>9s} | "
              + " ".join(f"{'eff@' + p:>9s}" for p in purs) + " | "
+             + " ".join(f"{'hyb@' + p:>9s}" for p in purs) + " | "
              + " ".join(f"{'train cut @' + p:>17s}" for p in purs))
     for m in methods:
         sep = summary["separation"][m]
@@ -142,6 +155,8 @@ def format_tables(summary, info=None):
             r = sep[v]
             L.append(f"{m:6s} {lab:13s} {r['n_test_light']:4d}/{r['n_test_heavy']:<4d} | "
                      + " ".join(_f(r["eff_at_purity"][p], "9.2f") for p in purs) + " | "
+                     + " ".join(_f(r.get("eff_at_purity_hybrid", {}).get(p), "9.2f")
+                                for p in purs) + " | "
                      + " ".join(f"{_f(r['train_cut_on_test'][p]['purity'], '8.2f')}/"
                                 f"{_f(r['train_cut_on_test'][p]['efficiency'], '.2f'):<8s}"
                                 for p in purs))
@@ -185,7 +200,8 @@ def plot_xmax_resolution(summary, path):
         axes[0, j].set_title(METHOD_TITLES[m], fontsize=10)
         axes[1, j].axhline(0, color="k", lw=0.5)
         axes[1, j].set_xlabel("true log10(E/GeV)")
-    axes[0, 0].axhline(15, color="grey", ls=":", lw=1)
+    for ax in axes[0]:
+        ax.axhline(15, color="grey", ls=":", lw=1)
     axes[0, 0].set_ylabel("Xmax resolution, 68% half-width [g/cm²]")
     axes[1, 0].set_ylabel("Xmax bias (median) [g/cm²]")
     axes[0, 0].legend(fontsize=8)
@@ -323,15 +339,18 @@ def main(argv=None):
     from common import machine
 
     t0 = time.perf_counter()
+    command = " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:]))
     print(f"# light/heavy separation, {time.strftime('%Y-%m-%d %H:%M')}, {machine()}")
-    print(f"# command: {' '.join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:]))}",
-          flush=True)
+    print(f"# command: {command}", flush=True)
     log = lambda s: print(f"# [{time.perf_counter() - t0:6.0f} s] {s}", flush=True)
     if args.load_raw:
         rec, outs, info = load_raw(args.load_raw)
+        print(f"# events and fits of: {info.get('command', '?')} ({info.get('date', '?')}, "
+              f"{info.get('machine', '?')})")
     else:
         rec, outs, info = C.run_sample(args.n_per_mass, args.seed, batch_size=args.batch_size,
                                        progress=log)
+        info.update(command=command, date=time.strftime("%Y-%m-%d %H:%M"), machine=machine())
     if args.raw:
         save_raw(args.raw, rec, outs, info)
     summary = C.summarise(rec, outs)
@@ -344,8 +363,10 @@ def main(argv=None):
         with open(args.json, "w") as fh:
             keep = summary if args.events_in_json else {k: v for k, v in summary.items()
                                                         if k != "events"}
-            json.dump(_jsonable({"machine": machine(), "date": time.strftime("%Y-%m-%d"),
-                                 "command": " ".join(sys.argv), "info": info,
+            json.dump(_jsonable({"machine": info.get("machine", machine()),
+                                 "date": info.get("date", time.strftime("%Y-%m-%d")),
+                                 "command": info.get("command", command),
+                                 "tables_command": command, "info": info,
                                  "summary": keep}), fh, indent=1)
     print(f"# total {time.perf_counter() - t0:.0f} s")
 

@@ -32,9 +32,10 @@ Arbeletche & de Souza, fitted to CORSIKA photon and proton showers (TeV–EeV) o
 
 with ν, ω₁, ω₂, ε functions of n − 1, the age s (clamped to 0.5–1.5) and, for protons, the
 energy (coefficients in :func:`ads_parameters`); normalised on 0–60° (small-angle closed form
-below θ_em, 64-point Gauss–Legendre in t = sqrt(1 − θ_em/θ) above; 1 − 1.6e-5 against a 2·10⁶
-point trapezoid, ``tests/test_wfcta.py``). dN/dΩ is finite on the axis and peaks (log-singular,
-floored at 1 − θ/θ_em ≥ 1e-4) on the cone θ_em: the Cherenkov ring.
+below θ_em, 64-point Gauss–Legendre in t = sqrt(1 − θ_em/θ) above; checked against a 2·10⁶
+point trapezoid, ``tests/test_wfcta.py``). dN/dΩ is finite on the axis and peaks on the cone
+θ_em: the Cherenkov ring, whose log spike −ln|1 − θ/θ_em| is smoothed to
+−½ ln((1 − θ/θ_em)² + ε²), ε = ``ADS_RING_WIDTH`` = 0.1 [M] (a kinked likelihood stalls the fits).
 
 Transmission (PHYSICS.md §8b)
 -----------------------------
@@ -173,29 +174,45 @@ def _ads_k(theta, nu, w1, w2, eps):
     return theta ** (nu - 1.0) * (jnp.exp(-w1 * theta) + eps * jnp.exp(-w2 * theta))
 
 
-def _ads_setup(height_m, s, atm, is_gamma, energy_tev):
+#: relative width ε of the smoothed ring: −ln|1 − θ/θ_em| → −½ ln((1 − θ/θ_em)² + ε²) [M]. The
+#: exact log spike (and any floor on it) makes the likelihood kinked where the ring crosses a
+#: telescope or a node of the lateral convolution, and the fits stall there (measured: 26 of 64
+#: joint KM2A+WFCTA fits at MAX_ITER with a floored spike); ε = 0.1 smears the ring over
+#: ±0.1 θ_em (≈ 0.1°), less than the electrons' lateral spread does.
+ADS_RING_WIDTH = 0.1
+_U_LEFT = (np.arange(512) + 0.5) / 512
+
+
+def _soft_log(x, width):
+    """−½ ln(x² + ε²): −ln|x| smoothed at x = 0 over ε."""
+    return -0.5 * jnp.log(x * x + width * width)
+
+
+def _ads_setup(height_m, s, atm, is_gamma, energy_tev, ring_width=ADS_RING_WIDTH):
     """Parameters, θ_em, K(θ_em) and the normalisation, at the shape of (height, s)."""
     n = atmosphere.refractive_index(height_m, atm)
     nu, w1, w2, eps = ads_parameters(n - 1.0, s, is_gamma, energy_tev)
     tem = jnp.arccos(1.0 / n)
     k_em = _ads_k(tem, nu, w1, w2, eps)
-    # below θ_em: ∫ (π − ln(1 − θ/θ_em)) sin θ dθ / sin θ_em ≈ θ_em (π/2 + 3/4) (sin θ ≈ θ)
-    left = k_em * tem ** 2 / jnp.sin(tem) * (0.5 * np.pi + 0.75)
+    # below θ_em: ∫ (π + L(1 − θ/θ_em)) sin θ dθ / sin θ_em ≈ θ_em ∫₀¹ (π + L(1 − u)) u du
+    # (sin θ ≈ θ; = θ_em (π/2 + 3/4) for the exact log), midpoint rule on 512 points
+    u_int = np.mean((np.pi - 0.5 * np.log((1.0 - _U_LEFT) ** 2 + ring_width ** 2)) * _U_LEFT)
+    left = k_em * tem ** 2 / jnp.sin(tem) * u_int
     t_max = jnp.sqrt(1.0 - tem / ADS_MAX_THETA)[..., None]
     t = 0.5 * (_GL_T + 1.0) * t_max
     th = tem[..., None] / (1.0 - t * t)
     f = (_ads_k(th, nu[..., None], w1[..., None], w2[..., None], jnp.asarray(eps)[..., None])
-         * (np.pi - 2.0 * jnp.log(t)) * 2.0 * t * tem[..., None] / (1.0 - t * t) ** 2)
+         * (np.pi + _soft_log(t * t, ring_width)) * 2.0 * t * tem[..., None] / (1.0 - t * t) ** 2)
     right = jnp.sum(0.5 * _GL_W * t_max * f, -1)
-    return (nu, w1, w2, eps), tem, k_em, left + right
+    return (nu, w1, w2, eps), tem, k_em, left + right, ring_width
 
 
 def _ads_eval(beta, setup, per_sr):
-    (nu, w1, w2, eps), tem, k_em, norm = setup
+    (nu, w1, w2, eps), tem, k_em, norm, width = setup
     r = beta / tem
     b_hi = jnp.maximum(beta, tem)
-    hi = _ads_k(b_hi, nu, w1, w2, eps) * (np.pi - jnp.log(jnp.maximum(1.0 - tem / b_hi, 1e-4)))
-    log_lo = np.pi - jnp.log(jnp.maximum(1.0 - r, 1e-4))
+    hi = _ads_k(b_hi, nu, w1, w2, eps) * (np.pi + _soft_log(1.0 - tem / b_hi, width))
+    log_lo = np.pi + _soft_log(1.0 - r, width)
     if per_sr:
         lo = k_em * log_lo / (2.0 * np.pi * jnp.sin(tem))
         hi = hi / (2.0 * np.pi * jnp.maximum(jnp.sin(beta), 1e-7))
@@ -205,16 +222,21 @@ def _ads_eval(beta, setup, per_sr):
     return jnp.where(beta <= ADS_MAX_THETA, out, 0.0)
 
 
-def angular_pdf_ads(beta, height_m, s, atm=None, is_gamma=1.0, energy_tev=1.0):
-    """dN/dβ [1/rad] of Arbeletche & de Souza, normalised to 1 on 0–60°. The parameters and the
+def angular_pdf_ads(beta, height_m, s, atm=None, is_gamma=1.0, energy_tev=1.0,
+                    ring_width=ADS_RING_WIDTH):
+    """dN/dβ [1/rad] of Arbeletche & de Souza, normalised to 1 on 0–60°, the ring's log spike
+    smoothed over ``ring_width`` (:data:`ADS_RING_WIDTH`). The parameters and the
     normalisation are computed at the shape of (height_m, s): give those the slices' shape
     and let β broadcast (e.g. h (K, 1), β (K, M))."""
-    return _ads_eval(beta, _ads_setup(height_m, s, atm, is_gamma, energy_tev), per_sr=False)
+    return _ads_eval(beta, _ads_setup(height_m, s, atm, is_gamma, energy_tev, ring_width),
+                     per_sr=False)
 
 
-def angular_pdf_ads_per_sr(beta, height_m, s, atm=None, is_gamma=1.0, energy_tev=1.0):
+def angular_pdf_ads_per_sr(beta, height_m, s, atm=None, is_gamma=1.0, energy_tev=1.0,
+                           ring_width=ADS_RING_WIDTH):
     """dN/dΩ [1/sr] of Arbeletche & de Souza (finite on the axis, ring at θ_em)."""
-    return _ads_eval(beta, _ads_setup(height_m, s, atm, is_gamma, energy_tev), per_sr=True)
+    return _ads_eval(beta, _ads_setup(height_m, s, atm, is_gamma, energy_tev, ring_width),
+                     per_sr=True)
 
 
 class Transmission(NamedTuple):

@@ -69,6 +69,12 @@ class ReconstructionConfig:
         events with truth), or "km2a" / "wcda" (a first fit of that detector alone, same
         hypothesis — the hybrid reconstruction of LHAASO's WFCTA analyses)
 
+    ground_seed : when WFCTA is fitted together with a ground array, first fit the ground
+        arrays of the configuration alone (with the Xmax prior) and add their fitted shower as a
+        seed candidate (geometry from the ground arrays, Xmax from the images' scan): the joint
+        fits started from the raw seeds stopped at the iteration limit for a third of the
+        events at 0.3–3 PeV (BENCHMARKS.md, issue 6)
+
     Seeds: each detector's own seed is a candidate; its energy (and the Xmax that goes with it)
     is moved to the best of ``SEED_ENERGY_SCAN`` by the nll (not for KM2A alone), and with
     several detectors the
@@ -90,6 +96,7 @@ class ReconstructionConfig:
     n_wcda: int | None = DEFAULT_N_WCDA
     truth_fields: tuple = ()
     geometry_from: str = "truth"
+    ground_seed: bool = True
 
     def __post_init__(self):
         dets = tuple(self.detectors)
@@ -143,6 +150,10 @@ def default_xmax(log10_energy, hypothesis):
 SEED_ENERGY_SCAN = (-0.6, -0.3, 0.0, 0.3, 0.6)
 #: Xmax offsets [g/cm²] tried as well when WFCTA takes part (its images constrain Xmax sharply)
 SEED_XMAX_SCAN = (-150.0, -75.0, 0.0, 75.0, 150.0)
+
+
+def all_finite_shower(s):
+    return jnp.all(jnp.stack([jnp.isfinite(getattr(s, f)) for f in FIELDS]))
 
 
 def _select(tree_a, tree_b, use_b):
@@ -215,6 +226,11 @@ def _pipeline(cfg: ReconstructionConfig):
             candidates.append(Shower(core_x=z, core_y=z, zenith=z, azimuth=z,
                                      log10_energy=z + 6.0, xmax=z + 600.0, log_muon_scale=z,
                                      t0=z))
+        if "ground_seed" in blocks:  # the ground arrays' fit (NaN where it failed: raw seed)
+            g = Shower(**{f: blocks["ground_seed"][f].astype(candidates[0].core_x.dtype)
+                          for f in FIELDS})
+            ok = all_finite_shower(g)
+            candidates.insert(0, _select(candidates[0], g, ok))
         candidates = [finish_seed(c._replace(**{f: blocks["truth"][f"true_{f}"].astype(c.core_x.dtype)
                                                 for f in cfg.truth_fields})) for c in candidates]
         # the active channels around each candidate's core; every candidate is scored on all
@@ -274,12 +290,31 @@ def _normalise(batch, geometry, response, cfg):
             if cfg.geometry_from not in ("km2a", "wcda"):
                 raise ValueError(f"geometry_from must be 'truth', 'km2a' or 'wcda', got "
                                  f"{cfg.geometry_from!r}")
+            # the ground array's own fit (with its Xmax prior: the same configuration as a
+            # fit of that detector alone, so the compilation is shared)
             first = dataclasses.replace(cfg, detectors=(cfg.geometry_from,), free=None,
-                                        truth_fields=(), geometry_from="truth")
+                                        truth_fields=(), geometry_from="truth", xmax_prior=True,
+                                        ground_seed=True)
             pre = reconstruct_batch(batch, geometry, response, first)
             truth = {f"true_{f}": pre[f"reco_{f}"] for f in cfg.truth_fields}
         blocks["truth"] = {f"true_{f}": truth[f"true_{f}"] for f in cfg.truth_fields}
+    ground = _ground_config(cfg)
+    if ground is not None:
+        pre = reconstruct_batch(batch, geometry, response, ground)
+        blocks["ground_seed"] = {f: pre[f"reco_{f}"] for f in FIELDS}
     return _cast((blocks, geos, resps), cfg)
+
+
+def _ground_config(cfg):
+    """The configuration of the ground-array pre-fit of ``cfg`` (``ground_seed``), or None."""
+    import dataclasses
+
+    ground = tuple(d for d in cfg.detectors if d in ("km2a", "wcda"))
+    if not (cfg.ground_seed and ground and "wfcta" in cfg.detectors):
+        return None
+    # ground_seed stays True (no effect without WFCTA): the configuration equals a fit of the
+    # ground arrays alone, so their compilation is shared
+    return dataclasses.replace(cfg, detectors=ground, free=None, xmax_prior=True)
 
 
 def prepare(batch, geometry, response, cfg: ReconstructionConfig):
