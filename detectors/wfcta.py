@@ -157,9 +157,9 @@ class WFCTAPhysics(NamedTuple):
     lateral_fraction : radius of the emitting electrons' lateral (NKG) spread / local Molière
         radius, 0.4 [M]: it spreads the angular distribution on the ground and widens the
         images. Against CORSIKA (``tests/test_wfcta_physics.py``, 290–430 nm on both sides) the
-        model's photon density is 1.85× CORSIKA's at the core of a 100 GeV photon and 1.36×,
-        1.25×, 1.01×, 0.86× at 31, 57, 80, 125 m from a 200 GeV one (Nerling's form: 2.53×;
-        1.46, 1.04, 0.67, 0.44); 0.2 / 0.7 / 1.0 give 2.04 / 1.69 / 1.52 at the core
+        model's photon density is 1.86× CORSIKA's at the core of a 100 GeV photon and 1.35×,
+        1.23×, 0.97×, 0.80× at 31, 57, 80, 125 m from a 200 GeV one (Nerling's form: 2.53×;
+        1.46, 1.04, 0.67, 0.44); 0.2 / 0.7 / 1.0 give 2.02 / 1.70 / 1.47 at the core
     angular_model : "ads" (Arbeletche–de Souza ⊗ lateral spread, default) or "nerling"
     fluorescence_yield_per_mev : 20 photons/MeV in 300–430 nm [M] (0 disables fluorescence)
     profile_width_scale, lateral_scale : multiply the USP width L and lateral_fraction (the
