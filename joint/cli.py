@@ -17,7 +17,9 @@ Subcommands:
 * ``bench``             throughput of the batched fitter next to iminuit on the same likelihood.
 * ``demo``              the end-to-end demonstration behind ``make demo``.
 
-``calibrate`` is added by the issue that builds it. A WFCTA-only fit needs the geometry
+* ``calibrate``         learn a detector response from the events of one run period and store it
+                         in a calibration database (``calib/``; issue 7, in progress).
+ A WFCTA-only fit needs the geometry
 fixed: ``reconstruct --detectors wfcta --fix core,direction [--geometry-from truth|km2a|wcda]``.
 """
 from __future__ import annotations
@@ -269,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n-events", type=int, default=2000)
     s.add_argument("--seed", type=int, default=7)
     s.set_defaults(func=cmd_demo)
+    from calib.cli import add_parser as add_calibrate_parser
+    add_calibrate_parser(sub)
     return p
 
 

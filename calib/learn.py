@@ -1,0 +1,635 @@
+"""Learning a run period's detector Response from its events: optax on the summed joint nll.
+
+The same likelihood that fits the showers (``joint.reconstruct.nll_function``) is minimised over
+the per-channel calibration parameters of ``calib.response`` (gains, time offsets,
+efficiencies; raw parameters, degeneracies removed by the projections inside
+``calib.response.apply``), alternating two steps for ``n_outer`` outer iterations:
+
+(a) **showers**: every event is fitted with the current Response (``joint.fit.fit_events`` on
+    the channels around its core, ``select_km2a`` / ``select_wcda`` / ``select_wfcta`` with the
+    Response built from the parameters); the first outer iteration seeds with
+    ``joint.reconstruct.prepare``, later ones start from the previous fit (warm start);
+(b) **response**: with the showers fixed, ``n_steps`` optax (adam) steps on the parameters
+    minimise the mean nll over minibatches of ``batch_size`` usable events (jit-compiled
+    ``value_and_grad`` of the vmapped per-event nll). Inside the loss the full Response is
+    built from the parameters and the SAME selection as the fit gathers each event's channels
+    (and with them the per-channel parameters), so the gradient reaches exactly the channels
+    the event's likelihood uses.
+
+Usable events: fit status converged or max_iter with a finite nll (``LearnConfig.use_status``).
+
+Parameter scales: the optimiser works on ``raw / SCALES[kind]`` (log-gains and log-efficiencies
+in units of 0.1, time offsets in units of 2 ns), so one learning rate suits both kinds:
+``learning_rate = 0.1`` moves a log-gain by up to ~0.01 and a time offset by ~0.2 ns per step in
+the first outer iteration (halved in each further one: ``lr_decay``).
+
+A weak Gaussian prior on the raw parameters (``PRIOR_SIGMA``: 0.5 in log-gain/efficiency,
+20 ns in time offset), weighted as ONE pseudo-measurement of the whole period (i.e. divided by
+the number of usable events, like the mean nll), keeps channels without hits where they started
+and has a negligible pull on channels with a few hits or more.
+
+Degeneracies: a common shift of the time offsets of the channels an event uses is the event's
+t0, a common log-gain shift its energy; the projections of ``calib.response`` fix the
+means over all live channels. When only part of the array is illuminated (a short run, cores in
+a small region), the learned parameters of the illuminated channels equal the true ones up to a
+common shift within that part; :func:`response_errors` therefore reports the rms error with the
+mean difference over the compared channels removed (``remove_mean=True``) next to the plain rms.
+
+Gains from single-particle hits (measured, ``tests/test_calib_learn.py`` setting: 64 photons at
+100 TeV, cores in a 20 m disc, nominal response, per-channel Newton step of the summed nll at the
+TRUE showers): the ML ln-gain of EDs is ~0 within 45 m of the cores but +0.05 at 45-60 m, +0.11
+at 60-80 m and +0.22 at 80-120 m, where the hits are mostly single particles. The ED charge term
+of ``detectors.channel.counting_channel_nll`` is a continuous Poisson in q/F (F ∝ gain), not a
+normalised density in q: fine for shower fits (gain fixed), but its maximum in the gain is
+biased at small counts. A toy with the expected count μ KNOWN (charges = sum of Poisson(μ)
+particles of 40 PE × (1 + 0.4 N(0,1)), 2·10⁵ draws, that nll alone) puts the ML ln-gain at
+≥ +0.4 for μ = 0.3, +0.145 for μ = 1, +0.01 for μ = 3 and 0 for μ ≥ 10. Through the shower fits
+that bias also leaks into the well-lit channels. ``LearnConfig.learn_min_hits`` keeps channels with few hits at their starting values;
+a calibration of the gains on all channels needs a charge model normalised in q at small n (or
+the single-particle peak), which is not in this module. Time offsets are not affected (0.28 ns
+rms error for a 5 ns spread on the well-lit EDs of the same test).
+
+Checkpoints (``checkpoint=path``): after every outer iteration one ``.npz`` (written atomically)
+holds the trainable parameters (``params/<det>/<field>``), the flattened optimiser state
+(``opt/<i>``), the fitted showers (``shower/<field>``) and a JSON string ``meta`` (outer
+iterations done, optax steps, history, a fingerprint of the events and the settings); a
+readable copy of ``meta`` is written beside it (``<path>.json``). Calling again with the same
+events and settings resumes after the last finished outer iteration and gives the same result
+as an uninterrupted run (minibatches are drawn from ``seed`` and the outer index only).
+
+Memory: the events are held as dense blocks over every channel (KM2A ≈ 6400 channels × 22 bytes
+per event, ≈ 140 kB), so ~10⁴ events take ~1.4 GB; split a long period or cap it (``lhaaso-joint calibrate --max-events``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from calib import response as R
+from detectors.shower import FIELDS, Shower
+from joint import fit as fitmod
+from joint.likelihood import select_km2a, select_wcda, select_wfcta
+
+__all__ = ["LearnConfig", "learn_response", "channel_hits", "response_errors", "SCALES",
+           "PRIOR_SIGMA", "param_fields", "load_checkpoint"]
+
+#: Raw-parameter fields of each detector (``calib.response`` Params classes), in order
+PARAM_FIELDS = {det: R._PARAMS[det]._fields for det in R._PARAMS}
+#: detector of each raw-parameter field name (the names are unique across detectors)
+FIELD_DETECTOR = {f: det for det, fs in PARAM_FIELDS.items() for f in fs}
+
+#: optimiser units of the raw parameters, by kind (the suffix of the field name)
+SCALES = {"log": 0.1, "time_offset": 2.0}
+#: σ of the weak Gaussian prior on the raw parameters, by kind
+PRIOR_SIGMA = {"log": 0.5, "time_offset": 20.0}
+
+#: dense event block of each raw-parameter field (for the hit counts)
+_FIELD_BLOCK = {"ed_log_gain": "km2a_ed", "ed_time_offset": "km2a_ed",
+                "md_log_gain": "km2a_md", "md_time_offset": "km2a_md",
+                "log_efficiency": "wcda", "time_offset": "wcda",
+                "pixel_log_gain": "wfcta", "tel_log_efficiency": "wfcta"}
+_DET_BLOCKS = {"km2a": ("km2a_ed", "km2a_md"), "wcda": ("wcda",), "wfcta": ("wfcta",)}
+
+_STATUS_CODES = {"converged": fitmod.CONVERGED, "max_iter": fitmod.MAX_ITER}
+
+
+def _kind(field: str) -> str:
+    return "time_offset" if field.endswith("time_offset") else "log"
+
+
+@dataclass(frozen=True)
+class LearnConfig:
+    """Settings of :func:`learn_response`.
+
+    fields : raw-parameter fields learned (``calib.response`` names, e.g. ``("ed_log_gain",
+        "ed_time_offset")``); None = every field of every fitted detector. The others stay at
+        their starting values (nominal, or ``init``).
+    n_outer : outer iterations (shower fits + response steps)
+    n_steps : optax steps per outer iteration
+    batch_size : events per minibatch (fixed: one compilation; drawn without replacement from a
+        permutation of the usable events, wrapping around)
+    learning_rate : adam's step size in the scaled units of :data:`SCALES` in the first outer
+        iteration; multiplied by ``lr_decay`` in each further one
+    prior : add the weak prior of :data:`PRIOR_SIGMA`
+    fit_batch_size : events per shower-fit call (padded by repeating an event)
+    use_status : fit statuses whose events enter the response steps
+    min_hits : a channel is "monitored" (parameter change and truth errors in the history) when
+        it has at least this many hits over the events (and at least ``learn_min_hits``)
+    learn_min_hits : only channels with at least this many hits over the events are learned;
+        the others keep their starting values (0: every channel). See the module docstring:
+        the gains of channels hit mostly by single particles are biased by the charge model
+    seed : seed of the minibatch draws
+    """
+
+    fields: Optional[tuple] = None
+    n_outer: int = 3
+    n_steps: int = 100
+    batch_size: int = 64
+    learning_rate: float = 0.1
+    lr_decay: float = 0.5
+    prior: bool = True
+    fit_batch_size: int = 256
+    use_status: tuple = ("converged", "max_iter")
+    min_hits: int = 20
+    learn_min_hits: int = 0
+    seed: int = 0
+
+    def fields_of(self, detectors) -> dict:
+        """{detector: tuple of learned raw fields} for the fitted ``detectors``."""
+        if self.fields is None:
+            return {d: PARAM_FIELDS[d] for d in detectors}
+        out = {}
+        for f in self.fields:
+            if f not in FIELD_DETECTOR:
+                raise ValueError(f"unknown calibration field {f!r}; known: "
+                                 f"{', '.join(FIELD_DETECTOR)}")
+            d = FIELD_DETECTOR[f]
+            if d not in detectors:
+                raise ValueError(f"field {f!r} belongs to {d.upper()}, which is not fitted "
+                                 f"(detectors {', '.join(detectors)})")
+            out.setdefault(d, ())
+            if f not in out[d]:
+                out[d] += (f,)
+        return out
+
+
+def param_fields(detectors) -> dict:
+    """{detector: raw-parameter field names} (all learnable fields)."""
+    return {d: PARAM_FIELDS[d] for d in detectors}
+
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+# ---------------------------------------------------------------------------------------------
+def _dtype(cfg):
+    return jnp.float32 if cfg.dtype == "float32" else jnp.float64
+
+
+def _cast(tree, dt):
+    return jax.tree_util.tree_map(
+        lambda a: jnp.asarray(a, dt) if np.issubdtype(np.asarray(a).dtype, np.floating)
+        else jnp.asarray(a), tree)
+
+
+def _blocks(batch, detectors) -> dict:
+    """{block name: ChannelBlock (numpy, (N, n))} of the fitted detectors."""
+    out = {}
+    for d in detectors:
+        for b in _DET_BLOCKS[d]:
+            block = getattr(batch, b, None)
+            if block is None:
+                raise ValueError(f"the events have no '{b}' block but {d.upper()} is calibrated")
+            out[b] = jax.tree_util.tree_map(np.asarray, block)
+    return out
+
+
+def _take(tree, idx):
+    return jax.tree_util.tree_map(lambda a: np.asarray(a)[idx], tree)
+
+
+def _n_events(batch) -> int:
+    return int(np.shape(batch.event_id)[0])
+
+
+def channel_hits(batch, detectors=("km2a",)) -> dict:
+    """{detector: {raw field: hits per channel}} over the events of ``batch`` (hit & valid;
+    WFCTA pixels (n_tel, 1024), telescopes (n_tel,): pixels with a signal)."""
+    out = {}
+    for d in detectors:
+        out[d] = {}
+        for f in PARAM_FIELDS[d]:
+            b = getattr(batch, _FIELD_BLOCK[f], None)
+            if b is None:
+                continue
+            n = np.sum(np.asarray(b.hit, bool) & np.asarray(b.valid, bool), axis=0)
+            if d == "wfcta":
+                n = n.reshape(-1, 1024)
+                if f == "tel_log_efficiency":
+                    n = n.sum(axis=1)
+            out[d][f] = n.astype(np.int64)
+    return out
+
+
+def _canonical(resps: dict, nominal: dict, constraints: dict) -> dict:
+    """{det: Params} of projected raw parameters of Responses (numpy)."""
+    out = {}
+    for d, r in resps.items():
+        p = R.project_params(R.extract(r, nominal[d]), constraints[d])
+        out[d] = type(p)(*(np.asarray(v, np.float64) for v in p))
+    return out
+
+
+def response_errors(learned: dict, truth: dict, nominal: dict, constraints: dict | None = None,
+                    masks: dict | None = None, remove_mean: bool = True) -> dict:
+    """Errors of learned Responses against true ones, in the projected raw parameters.
+
+    learned, truth, nominal : {detector: Response};  constraints : {detector: Constraints}
+    (None: all channels live);  masks : {detector: {field: bool array}} of the channels compared
+    (None: all). Returns {field: {"rms_error", "rms_true", "n"}}: the rms of (learned − true)
+    and of the true parameter over the compared channels, both with their mean over those
+    channels removed when ``remove_mean`` (the common shift that only the whole array's
+    constraint fixes). Log-gains/efficiencies are log-ratios (≈ relative errors), offsets ns.
+    """
+    constraints = constraints or {d: R.default_constraints(d, None, **_shape_kw(d, nominal[d]))
+                                  for d in learned}
+    pl = _canonical(learned, nominal, constraints)
+    pt = _canonical({d: truth[d] for d in learned}, nominal, constraints)
+    out = {}
+    for d in learned:
+        for f in PARAM_FIELDS[d]:
+            a, t = getattr(pl[d], f), getattr(pt[d], f)
+            m = np.ones(a.shape, bool) if masks is None or f not in masks.get(d, {}) \
+                else np.asarray(masks[d][f], bool)
+            if not np.any(m):
+                continue
+            e, tt = a[m] - t[m], t[m]
+            if remove_mean:
+                e, tt = e - e.mean(), tt - tt.mean()
+            out[f] = {"rms_error": float(np.sqrt(np.mean(e ** 2))),
+                      "rms_true": float(np.sqrt(np.mean(tt ** 2))), "n": int(m.sum())}
+    return out
+
+
+def _shape_kw(det, nominal):
+    if det == "km2a":
+        return dict(n_ed=int(np.shape(nominal.ed_gain)[0]), n_md=int(np.shape(nominal.md_gain)[0]))
+    if det == "wcda":
+        return dict(n=int(np.shape(nominal.efficiency)[0]))
+    n_tel, n_pix = np.shape(nominal.pixel_gain)
+    return dict(n_tel=int(n_tel), n_pix=int(n_pix))
+
+
+# ---------------------------------------------------------------------------------------------
+# the compiled pieces (cached per configuration, so a second call does not recompile)
+# ---------------------------------------------------------------------------------------------
+def _select(cfg, blocks, geos, resps, shower):
+    """The channels of one event around ``shower``'s core: {detector: data}, as the fit's."""
+    core = jnp.stack([shower.core_x, shower.core_y])
+    data = {}
+    if "km2a" in cfg.detectors:
+        data["km2a"] = select_km2a(blocks["km2a_ed"], blocks["km2a_md"], core, geos["km2a"],
+                                   resps["km2a"], cfg.n_ed, cfg.n_md)
+    if "wcda" in cfg.detectors:
+        data["wcda"] = select_wcda(blocks["wcda"], core, geos["wcda"], resps["wcda"], cfg.n_wcda)
+    if "wfcta" in cfg.detectors:
+        data["wfcta"] = select_wfcta(blocks["wfcta"], geos["wfcta"], resps["wfcta"])
+    return data
+
+
+@lru_cache(maxsize=8)
+def _select_fn(cfg):
+    return jax.jit(jax.vmap(lambda b, g, r, s: _select(cfg, b, g, r, s), in_axes=(0, None, None, 0)))
+
+
+def _raw(trainable, frozen, masks, d, f):
+    """Raw values of a learned field: the trainable ones where the channel is learned, the
+    starting ones elsewhere."""
+    return jnp.where(masks[d][f], trainable[d][f] * SCALES[_kind(f)], frozen[d][f])
+
+
+def _build(trainable, frozen, masks, nominal, constraints, learn_fields):
+    """{det: Response} from the scaled trainable parameters and the frozen raw ones."""
+    out = {}
+    for d, nom in nominal.items():
+        vals = {}
+        for f in PARAM_FIELDS[d]:
+            if f in learn_fields.get(d, ()):
+                vals[f] = _raw(trainable, frozen, masks, d, f)
+            else:
+                vals[f] = frozen[d][f]
+        out[d] = R.apply(R._PARAMS[d](**vals), nom, constraints[d])
+    return out
+
+
+def _step_fn(cfg, lcfg: LearnConfig, learn_key):
+    """(jitted step, optimizer), cached on what the step depends on (not n_outer, n_steps...)."""
+    return _step_fn_cached(cfg, float(lcfg.learning_rate), float(lcfg.lr_decay),
+                           int(lcfg.n_steps), bool(lcfg.prior), learn_key)
+
+
+@lru_cache(maxsize=8)
+def _step_fn_cached(cfg, learning_rate, lr_decay, n_steps, use_prior, learn_key):
+    from joint.reconstruct import nll_function
+
+    learn_fields = dict(learn_key)
+    nll_fn = nll_function(cfg)
+    # the step size of outer iteration k is learning_rate · lr_decay^k (the count lives in the
+    # optimiser state, so a resumed run continues the same schedule)
+    schedule = optax.exponential_decay(learning_rate, transition_steps=max(n_steps, 1),
+                                       decay_rate=lr_decay, staircase=True)
+    opt = optax.adam(schedule)
+
+    def loss_fn(trainable, frozen, masks, nominal, constraints, geos, showers, blocks, weight,
+                n_total):
+        resps = _build(trainable, frozen, masks, nominal, constraints, learn_fields)
+        vals = jax.vmap(lambda s, b: nll_fn(s, _select(cfg, b, geos, resps, s)))(showers, blocks)
+        vals = jnp.where(weight > 0, vals, 0.0)
+        loss = jnp.sum(weight * vals) / jnp.maximum(jnp.sum(weight), 1.0)
+        if use_prior:
+            prior = 0.0
+            for d, fs in learn_fields.items():
+                for f in fs:
+                    raw = _raw(trainable, frozen, masks, d, f)
+                    prior = prior + 0.5 * jnp.sum((raw / PRIOR_SIGMA[_kind(f)]) ** 2)
+            return loss + prior / n_total, loss
+        return loss, loss
+
+    def step(trainable, opt_state, frozen, masks, nominal, constraints, geos, showers, blocks,
+             weight, n_total):
+        (_, nll), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            trainable, frozen, masks, nominal, constraints, geos, showers, blocks, weight, n_total)
+        updates, opt_state = opt.update(grads, opt_state, trainable)
+        return optax.apply_updates(trainable, updates), opt_state, nll
+
+    return jax.jit(step), opt
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints
+# ---------------------------------------------------------------------------------------------
+def _fingerprint(batch, cfg, lcfg, learn_fields) -> dict:
+    h = hashlib.sha256()
+    for a in (batch.run, batch.event_id, batch.time_mjd):
+        h.update(np.ascontiguousarray(np.asarray(a)).tobytes())
+    settings = dataclasses.asdict(lcfg)
+    settings.pop("n_outer")  # a resumed run may go further
+    return {"n_events": _n_events(batch), "events_sha256": h.hexdigest(),
+            "detectors": list(cfg.detectors), "reconstruction": repr(cfg),
+            "learn": json.loads(json.dumps(settings, default=list)),
+            "fields": {d: list(fs) for d, fs in learn_fields.items()}}
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _save_checkpoint(path: Path, trainable, opt_state, showers, meta: dict) -> None:
+    import io
+
+    arrays = {f"params/{d}/{f}": np.asarray(v) for d, fs in trainable.items() for f, v in fs.items()}
+    for i, leaf in enumerate(jax.tree_util.tree_leaves(opt_state)):
+        arrays[f"opt/{i}"] = np.asarray(leaf)
+    for f in FIELDS:
+        arrays[f"shower/{f}"] = np.asarray(getattr(showers, f))
+    text = json.dumps(meta, indent=1)
+    arrays["meta"] = np.asarray(text)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    _atomic_write(path, buf.getvalue())
+    _atomic_write(path.with_name(path.name + ".json"), (text + "\n").encode())
+
+
+def load_checkpoint(path, trainable_template, opt_template):
+    """(trainable, opt_state, showers, meta) from a checkpoint written by :func:`learn_response`;
+    the templates give the pytree structures and dtypes."""
+    path = Path(path)
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        trainable = {d: {f: jnp.asarray(z[f"params/{d}/{f}"], v.dtype) for f, v in fs.items()}
+                     for d, fs in trainable_template.items()}
+        leaves, treedef = jax.tree_util.tree_flatten(opt_template)
+        n_saved = sum(1 for k in z.files if k.startswith("opt/"))
+        if n_saved != len(leaves):
+            raise ValueError(f"{path}: 'opt' holds {n_saved} optimiser leaves, the optimiser "
+                             f"has {len(leaves)} (different settings?)")
+        opt_state = jax.tree_util.tree_unflatten(
+            treedef, [jnp.asarray(z[f"opt/{i}"], np.asarray(l).dtype) for i, l in enumerate(leaves)])
+        showers = Shower(**{f: np.asarray(z[f"shower/{f}"]) for f in FIELDS})
+    return trainable, opt_state, showers, meta
+
+
+# ---------------------------------------------------------------------------------------------
+# the loop
+# ---------------------------------------------------------------------------------------------
+def _fit_all(batch, blocks, geos, resps, cfg, showers, fit_batch_size):
+    """Fit every event: (Shower (N,) numpy, status (N,), nll (N,)). ``showers`` None: seeds
+    from ``joint.reconstruct.prepare``; else warm start from them on the channels around them."""
+    from joint.reconstruct import nll_function, prepare
+
+    nll_fn = nll_function(cfg)
+    n = _n_events(batch)
+    size = min(fit_batch_size, n)
+    parts = []
+    for start in range(0, n, size):
+        real = np.arange(start, min(n, start + size))
+        idx = np.concatenate([real, np.full(size - real.size, real[-1])])
+        if showers is None:
+            seeds, data = prepare(_take(batch, idx), geos, resps, cfg)
+        else:
+            seeds = _cast(Shower(*_take(tuple(showers), idx)), _dtype(cfg))
+            data = _select_fn(cfg)(_cast(_take(blocks, idx), _dtype(cfg)), geos, resps, seeds)
+        result, info = fitmod.fit_events(nll_fn, data, seeds, cfg.fit_config)
+        parts.append((real.size, result, info))
+    cat = lambda get: np.concatenate([np.asarray(get(r, i))[:k] for k, r, i in parts])
+    shower = Shower(**{f: cat(lambda r, i, f=f: getattr(r.shower, f)) for f in FIELDS})
+    return shower, cat(lambda r, i: i.status), cat(lambda r, i: r.nll)
+
+
+def learn_response(batch, geometry: dict, nominal: dict, cfg=None, lcfg: LearnConfig = LearnConfig(),
+                   *, constraints: dict | None = None, init: dict | None = None,
+                   truth: dict | None = None, checkpoint=None, progress: bool = True,
+                   log=None) -> tuple[dict, dict]:
+    """Learn the Response of the detectors of ``cfg`` from the events of one period.
+
+    Parameters
+    ----------
+    batch : dense Event batch of all the events (``joint.io.schema.to_event_batch``, numpy or jax)
+    geometry, nominal : {detector: Geometry}, {detector: nominal Response} (e.g.
+        ``joint.reconstruct.detector_setup``); a KM2A-only run may pass the KM2A objects
+    cfg : ``joint.reconstruct.ReconstructionConfig`` of the shower fits (default: KM2A, hadron)
+    lcfg : :class:`LearnConfig`
+    constraints : {detector: Constraints} (default ``calib.response.default_constraints`` of
+        each geometry: means over the live channels)
+    init : {detector: Response} to start from (default: the nominal Response)
+    truth : {detector: Response} of the simulation (tests, benchmarks): the history then has the
+        rms error against it per outer iteration (:func:`response_errors` on the monitored
+        channels, common shift removed)
+    checkpoint : path of the checkpoint ``.npz`` (resumed when it exists; see the module doc)
+    progress : tqdm bar (loss and parameter change);  log : optional ``print``-like callable
+
+    Returns
+    -------
+    (responses {detector: Response with numpy arrays}, history dict) with history keys
+    ``loss`` (nll of every optax step), ``outer`` (per outer iteration: ``fit_nll`` mean nll
+    of the usable fits, ``n_usable``, ``status_counts``, ``loss`` mean step loss, ``dparam``
+    {field: rms change of the projected parameter on the monitored channels}, and with
+    ``truth`` ``errors`` {field: {"rms_error", "rms_true", "n"}}), ``n_hits``
+    {detector: {field: hits per channel}}, ``monitored`` {detector: {field: bool mask}},
+    ``fields``, ``n_events``, ``resumed_from`` (outer iterations found in the checkpoint).
+    """
+    from tqdm import tqdm
+
+    from joint.reconstruct import ReconstructionConfig
+
+    cfg = cfg or ReconstructionConfig()
+    dets = cfg.detectors
+    if not isinstance(geometry, dict):
+        geometry, nominal = {"km2a": geometry}, {"km2a": nominal}
+        init = None if init is None or isinstance(init, dict) else {"km2a": init}
+        truth = None if truth is None or isinstance(truth, dict) else {"km2a": truth}
+    missing = [d for d in dets if d not in geometry or d not in nominal]
+    if missing:
+        raise ValueError(f"no geometry/nominal response for {missing} (detectors {dets})")
+    n = _n_events(batch)
+    if n == 0:
+        raise ValueError("learn_response: no events")
+    dt = _dtype(cfg)
+    geos = _cast({d: geometry[d] for d in dets}, dt)
+    nom = _cast({d: nominal[d] for d in dets}, dt)
+    if constraints is None:
+        constraints = {d: R.default_constraints(d, geometry[d]) for d in dets}
+    cons = _cast({d: constraints[d] for d in dets}, dt)
+    learn_fields = lcfg.fields_of(dets)
+    learn_key = tuple(sorted(learn_fields.items()))
+    start = {d: R.init_params(nom[d], dt) if init is None or d not in init
+             else _cast(R.extract(init[d], nominal[d]), dt) for d in dets}
+    frozen = {d: {f: getattr(start[d], f) for f in PARAM_FIELDS[d]} for d in dets}
+    base = {d: nominal[d] if init is None or d not in init else init[d] for d in dets}
+    trainable = {d: {f: frozen[d][f] / SCALES[_kind(f)] for f in fs}
+                 for d, fs in learn_fields.items()}
+    step, opt = _step_fn(cfg, lcfg, learn_key)
+    opt_state = opt.init(trainable)
+    blocks = _blocks(batch, dets)
+    n_hits = channel_hits(batch, dets)
+    monitored = {d: {f: (n_hits[d][f] >= lcfg.min_hits) & (n_hits[d][f] >= lcfg.learn_min_hits)
+                     for f in n_hits[d]} for d in dets}
+    learn_masks = {d: {f: jnp.asarray(n_hits[d][f] >= lcfg.learn_min_hits) for f in fs}
+                   for d, fs in learn_fields.items()}
+    history = {"loss": [], "outer": [], "n_hits": n_hits, "monitored": monitored,
+               "fields": {d: list(fs) for d, fs in learn_fields.items()}, "n_events": n,
+               "resumed_from": 0}
+    fingerprint = _fingerprint(batch, cfg, lcfg, learn_fields)
+    showers, done, n_steps_done = None, 0, 0
+    ckpt = None if checkpoint is None else Path(checkpoint)
+    if ckpt is not None and ckpt.exists():
+        trainable, opt_state, showers, meta = load_checkpoint(ckpt, trainable, opt_state)
+        for k, v in fingerprint.items():
+            if meta["fingerprint"].get(k) != v:
+                raise ValueError(f"{ckpt}: checkpoint field 'fingerprint.{k}' does not match this "
+                                 f"run ({meta['fingerprint'].get(k)!r} vs {v!r}); remove the "
+                                 "checkpoint or use the same events and settings")
+        done, n_steps_done = int(meta["outer_done"]), int(meta["steps_done"])
+        history["loss"] = list(meta["history"]["loss"])
+        history["outer"] = list(meta["history"]["outer"])
+        history["resumed_from"] = done
+        if log:
+            log(f"resumed from {ckpt}: {done} outer iteration(s), {n_steps_done} steps done")
+
+    def responses_now():
+        return _build(trainable, frozen, learn_masks, nom, cons, learn_fields)
+
+    def canonical_now():
+        return _canonical(responses_now(), nom, cons)
+
+    if log is print and progress:
+        log = tqdm.write  # lines above the bar instead of through it
+    ok_codes = [_STATUS_CODES[s] for s in lcfg.use_status]
+    b = min(lcfg.batch_size, n)
+    n_total = jnp.asarray(1.0, dt)
+    bar = tqdm(total=max(lcfg.n_outer - done, 0) * lcfg.n_steps, unit="step",
+               disable=not progress, desc="calibrate " + "+".join(dets))
+    for outer in range(done, lcfg.n_outer):
+        before = canonical_now()
+        resps = responses_now()
+        t_fit = time.perf_counter()
+        showers, status, fit_nll = _fit_all(batch, blocks, geos, resps, cfg, showers,
+                                            lcfg.fit_batch_size)
+        usable = np.isin(status, ok_codes) & np.isfinite(fit_nll)
+        for f in FIELDS:
+            usable &= np.isfinite(getattr(showers, f))
+        idx_ok = np.nonzero(usable)[0]
+        if idx_ok.size == 0:
+            raise RuntimeError(f"outer iteration {outer}: no usable shower fit "
+                               f"(status counts {np.bincount(status, minlength=4).tolist()})")
+        n_total = jnp.asarray(float(idx_ok.size), dt)
+        rng = np.random.default_rng([lcfg.seed, outer])
+        order = np.concatenate([rng.permutation(idx_ok)
+                                for _ in range(-(-lcfg.n_steps * b // idx_ok.size) + 1)])
+        sh = _cast(showers, dt)
+        losses = []
+        t_step = time.perf_counter()
+        t_fit = t_step - t_fit
+        for s in range(lcfg.n_steps):
+            sel = order[s * b:(s + 1) * b]
+            mb_blocks = _cast(_take(blocks, sel), dt)
+            mb_showers = jax.tree_util.tree_map(lambda a: a[sel], sh)
+            weight = jnp.ones(b, dt)
+            trainable, opt_state, nll = step(trainable, opt_state, frozen, learn_masks, nom, cons, geos,
+                                             mb_showers, mb_blocks, weight, n_total)
+            losses.append(float(nll))
+            bar.update(1)
+            if s % 10 == 0 or s == lcfg.n_steps - 1:
+                bar.set_postfix(outer=outer, loss=f"{losses[-1]:.2f}")
+        t_step = time.perf_counter() - t_step
+        after = canonical_now()
+        dparam = {}
+        for d, fs in learn_fields.items():
+            for f in fs:
+                m = monitored[d].get(f)
+                diff = getattr(after[d], f) - getattr(before[d], f)
+                diff = diff[m] if m is not None and np.any(m) else diff.reshape(-1)
+                dparam[f] = float(np.sqrt(np.mean(diff ** 2)))
+        rec = {"outer": outer, "fit_nll": float(np.mean(fit_nll[usable])),
+               "n_usable": int(usable.sum()),
+               "status_counts": np.bincount(status, minlength=4)[:4].tolist(),
+               "loss": float(np.mean(losses)), "dparam": dparam,
+               "fit_seconds": t_fit, "step_seconds": t_step}
+        if truth is not None:
+            rec["errors"] = response_errors(
+                _numpy(responses_now(), base), {d: truth[d] for d in dets}, nominal,
+                constraints, masks=monitored)
+        history["loss"] += losses
+        history["outer"].append(rec)
+        n_steps_done += lcfg.n_steps
+        bar.set_postfix(outer=outer, loss=f"{rec['loss']:.2f}",
+                        **{f"d_{k}": f"{v:.3g}" for k, v in dparam.items()})
+        if log:
+            msg = (f"outer {outer}: {rec['n_usable']}/{n} usable fits, mean fit nll "
+                   f"{rec['fit_nll']:.2f}, step loss {rec['loss']:.2f} ({t_fit:.1f} s fits, "
+                   f"{t_step:.1f} s steps); rms change "
+                   + ", ".join(f"{k} {v:.3g}" for k, v in dparam.items()))
+            if rec.get("errors"):
+                msg += "; rms error " + ", ".join(f"{k} {v['rms_error']:.3g} (true {v['rms_true']:.3g})"
+                                                  for k, v in rec["errors"].items()
+                                                  if k in dparam)
+            log(msg)
+        if ckpt is not None:
+            meta = {"outer_done": outer + 1, "steps_done": n_steps_done,
+                    "fingerprint": fingerprint,
+                    "history": {"loss": history["loss"], "outer": history["outer"]}}
+            _save_checkpoint(ckpt, trainable, opt_state, showers, meta)
+    bar.close()
+    return _numpy(responses_now(), base), history
+
+
+def _numpy(resps: dict, base: dict) -> dict:
+    """``base`` Responses (the caller's nominal or ``init``, untouched) with the learned fields
+    of ``resps`` as float64 numpy arrays (so that fields that are not learned compare equal to
+    the nominal ones, e.g. in ``calib.db.make_entry``)."""
+    return {d: base[d]._replace(**{f: np.asarray(getattr(r, f), np.float64)
+                                   for f in R.LEARNED_FIELDS[d]})
+            for d, r in resps.items()}
