@@ -65,8 +65,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -81,7 +79,8 @@ import optax
 from calib import response as R
 from detectors.shower import FIELDS, Shower
 from joint import fit as fitmod
-from joint.likelihood import select_km2a, select_wcda, select_wfcta
+from calib.db import _atomic_write
+from joint.reconstruct import select_channels
 
 __all__ = ["LearnConfig", "learn_response", "channel_hits", "response_errors", "SCALES",
            "PRIOR_SIGMA", "param_fields", "load_checkpoint"]
@@ -275,23 +274,9 @@ def _shape_kw(det, nominal):
 # ---------------------------------------------------------------------------------------------
 # the compiled pieces (cached per configuration, so a second call does not recompile)
 # ---------------------------------------------------------------------------------------------
-def _select(cfg, blocks, geos, resps, shower):
-    """The channels of one event around ``shower``'s core: {detector: data}, as the fit's."""
-    core = jnp.stack([shower.core_x, shower.core_y])
-    data = {}
-    if "km2a" in cfg.detectors:
-        data["km2a"] = select_km2a(blocks["km2a_ed"], blocks["km2a_md"], core, geos["km2a"],
-                                   resps["km2a"], cfg.n_ed, cfg.n_md)
-    if "wcda" in cfg.detectors:
-        data["wcda"] = select_wcda(blocks["wcda"], core, geos["wcda"], resps["wcda"], cfg.n_wcda)
-    if "wfcta" in cfg.detectors:
-        data["wfcta"] = select_wfcta(blocks["wfcta"], geos["wfcta"], resps["wfcta"])
-    return data
-
-
 @lru_cache(maxsize=8)
 def _select_fn(cfg):
-    return jax.jit(jax.vmap(lambda b, g, r, s: _select(cfg, b, g, r, s), in_axes=(0, None, None, 0)))
+    return jax.jit(jax.vmap(lambda b, g, r, s: select_channels(cfg, b, g, r, s), in_axes=(0, None, None, 0)))
 
 
 def _raw(trainable, frozen, masks, d, f):
@@ -335,7 +320,7 @@ def _step_fn_cached(cfg, learning_rate, lr_decay, n_steps, use_prior, learn_key)
     def loss_fn(trainable, frozen, masks, nominal, constraints, geos, showers, blocks, weight,
                 n_total):
         resps = _build(trainable, frozen, masks, nominal, constraints, learn_fields)
-        vals = jax.vmap(lambda s, b: nll_fn(s, _select(cfg, b, geos, resps, s)))(showers, blocks)
+        vals = jax.vmap(lambda s, b: nll_fn(s, select_channels(cfg, b, geos, resps, s)))(showers, blocks)
         vals = jnp.where(weight > 0, vals, 0.0)
         loss = jnp.sum(weight * vals) / jnp.maximum(jnp.sum(weight), 1.0)
         if use_prior:
@@ -370,21 +355,6 @@ def _fingerprint(batch, cfg, lcfg, learn_fields) -> dict:
             "detectors": list(cfg.detectors), "reconstruction": repr(cfg),
             "learn": json.loads(json.dumps(settings, default=list)),
             "fields": {d: list(fs) for d, fs in learn_fields.items()}}
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _save_checkpoint(path: Path, trainable, opt_state, showers, meta: dict) -> None:

@@ -160,6 +160,21 @@ def _select(tree_a, tree_b, use_b):
     return jax.tree_util.tree_map(lambda a, b: jnp.where(use_b, b, a), tree_a, tree_b)
 
 
+def select_channels(cfg: ReconstructionConfig, blocks, geos, resps, shower):
+    """The active channels of one event around ``shower``'s core, {detector: data}, for the
+    detectors of ``cfg`` (what the fit and the calibration use)."""
+    core = jnp.stack([shower.core_x, shower.core_y])
+    data = {}
+    if "km2a" in cfg.detectors:
+        data["km2a"] = select_km2a(blocks["km2a_ed"], blocks["km2a_md"], core, geos["km2a"],
+                                   resps["km2a"], cfg.n_ed, cfg.n_md)
+    if "wcda" in cfg.detectors:
+        data["wcda"] = select_wcda(blocks["wcda"], core, geos["wcda"], resps["wcda"], cfg.n_wcda)
+    if "wfcta" in cfg.detectors:
+        data["wfcta"] = select_wfcta(blocks["wfcta"], geos["wfcta"], resps["wfcta"])
+    return data
+
+
 @lru_cache(maxsize=16)
 def _pipeline(cfg: ReconstructionConfig):
     phys = tuple((d, cfg.physics_of(d)) for d in cfg.detectors)
@@ -185,16 +200,7 @@ def _pipeline(cfg: ReconstructionConfig):
         return seed
 
     def select(blocks, geos, resps, seed):
-        core = jnp.stack([seed.core_x, seed.core_y])
-        data = {}
-        if "km2a" in cfg.detectors:
-            data["km2a"] = select_km2a(blocks["km2a_ed"], blocks["km2a_md"], core, geos["km2a"],
-                                       resps["km2a"], cfg.n_ed, cfg.n_md)
-        if "wcda" in cfg.detectors:
-            data["wcda"] = select_wcda(blocks["wcda"], core, geos["wcda"], resps["wcda"], cfg.n_wcda)
-        if "wfcta" in cfg.detectors:
-            data["wfcta"] = select_wfcta(blocks["wfcta"], geos["wfcta"], resps["wfcta"])
-        return data
+        return select_channels(cfg, blocks, geos, resps, seed)
 
     def energy_scan(seed, datas):
         """The seed's energy (and the Xmax that goes with it) moved to the best of
