@@ -131,6 +131,10 @@ class LearnConfig:
         the others keep their starting values (0: every channel). See the module docstring:
         the gains of channels hit mostly by single particles are biased by the charge model
     seed : seed of the minibatch draws
+    compound_particles : KM2A charge model of the shower fits and the response steps (replaces
+        ``cfg.km2a_compound``): charges below about this many particles are scored with the
+        exact compound Poisson–gamma density, which keeps the gains of channels hit by single
+        particles unbiased (0: the fit's scaled Poisson, biased there; module docstring)
     """
 
     fields: Optional[tuple] = None
@@ -145,6 +149,7 @@ class LearnConfig:
     min_hits: int = 20
     learn_min_hits: int = 0
     seed: int = 0
+    compound_particles: float = 8.0
 
     def fields_of(self, detectors) -> dict:
         """{detector: tuple of learned raw fields} for the fitted ``detectors``."""
@@ -456,6 +461,8 @@ def learn_response(batch, geometry: dict, nominal: dict, cfg=None, lcfg: LearnCo
     from joint.reconstruct import ReconstructionConfig
 
     cfg = cfg or ReconstructionConfig()
+    if "km2a" in cfg.detectors and cfg.km2a_compound != lcfg.compound_particles:
+        cfg = dataclasses.replace(cfg, km2a_compound=float(lcfg.compound_particles))
     dets = cfg.detectors
     if not isinstance(geometry, dict):
         geometry, nominal = {"km2a": geometry}, {"km2a": nominal}

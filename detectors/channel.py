@@ -21,6 +21,23 @@ A saturated channel (q ≥ saturation) contributes P(n_eff ≥ n_sat) in the nor
 e^{−μ_eff}(1 − p_noise): the empty probability of the same scaled Poisson, which keeps the
 score unbiased (E[∂ln L/∂μ] = E[n_eff]/μ − 1/F = 0; docs/km2a.md measured the alternative
 e^{−μ} to bias the energy by −13%). Invalid channels contribute 0.
+
+Small charges: the exact compound Poisson–gamma density (``compound=``)
+-------------------------------------------------------------------------
+The scaled Poisson is a continuous Poisson in q/F, not a normalised density in q: at a few
+particles its maximum in the gain G (F ∝ G) is biased (a toy with μ known: ML ln G +0.145 at
+μ = 1 particle, +0.01 at μ = 3, 0 from μ = 10; docs/calibration.md). Fine for shower fits (G
+fixed), wrong for learning gains. With ``compound=(gain, sigma_rel, n_switch)`` the charge of a
+hit is scored with the density the charge actually has when each particle gives a gamma-
+distributed charge of mean G and relative width σ (the KM2A simulation's model):
+
+    f(q) = Σ_{n=1..K} Pois(n; μ) · Gamma(q; n/σ², σ² G)        (K = :data:`COMPOUND_K`)
+
+blended in the log with the scaled Poisson by w = sigmoid((n_switch − q/G)/0.5) (the exact sum
+below n_switch particles, the scaled Poisson above: smooth in G and μ; truncation at K is
+negligible where w is not), and the empty / no-signal probability is the exact e^{−μ}. The
+probability that a single particle stays below the hit threshold (ED 8 PE at G = 40, σ = 0.4:
+1.5·10⁻³) is neglected.
 """
 from __future__ import annotations
 
@@ -30,7 +47,8 @@ import numpy as np
 from jax.scipy.special import gammaln, log_ndtr
 
 __all__ = ["MU_FLOOR", "LOG_SQRT_2PI", "noise_probability", "counting_channel_nll",
-           "information_weights", "delegate_fields", "deviance_sums", "GOF_MIN_MU_EFF"]
+           "information_weights", "delegate_fields", "deviance_sums", "GOF_MIN_MU_EFF",
+           "compound_log_density", "COMPOUND_K"]
 
 #: floor of a mean charge [PE]: keeps logarithms finite for channels far from the core
 MU_FLOOR = 1e-6
@@ -42,8 +60,28 @@ def noise_probability(rate_hz, window_ns):
     return -jnp.expm1(-rate_hz * window_ns * 1e-9)
 
 
+#: particle counts summed by :func:`compound_log_density`
+COMPOUND_K = 24
+#: width (in particles) of the switch from the compound density to the scaled Poisson
+COMPOUND_SWITCH_WIDTH = 0.5
+
+
+def compound_log_density(q, mu_particles, gain, sigma_rel, k_max: int = COMPOUND_K):
+    """ln Σ_{n=1..k_max} Pois(n; μ) Gamma(q; n/σ², σ² G): the density [1/PE] of a charge q > 0
+    that is the sum of a Poisson(μ) number (≥ 1) of gamma-distributed single-particle charges
+    of mean ``gain`` and relative width ``sigma_rel`` (arrays broadcast)."""
+    n = jnp.arange(1, k_max + 1, dtype=jnp.result_type(q, float))
+    qq = jnp.maximum(q, 1e-6)[..., None]
+    mu = jnp.maximum(mu_particles, MU_FLOOR)[..., None]
+    theta = jnp.asarray(sigma_rel ** 2 * gain)[..., None]
+    a = n / sigma_rel ** 2
+    log_pois = n * jnp.log(mu) - mu - gammaln(n + 1.0)
+    log_gamma = (a - 1.0) * jnp.log(qq) - qq / theta - gammaln(a) - a * jnp.log(theta)
+    return jax.scipy.special.logsumexp(log_pois + log_gamma, axis=-1)
+
+
 def counting_channel_nll(q, t, hit, valid, mu, fano, t_exp, sigma_t, threshold, saturation,
-                         p_noise, window_ns, noise_logpdf):
+                         p_noise, window_ns, noise_logpdf, compound=None):
     """−ln L per channel (shape of ``q``), see the module docstring.
 
     Parameters (arrays broadcast against ``q``)
@@ -54,6 +92,8 @@ def counting_channel_nll(q, t, hit, valid, mu, fano, t_exp, sigma_t, threshold, 
     threshold, saturation : [PE]
     p_noise : probability of a noise hit in the window;  window_ns : [ns]
     noise_logpdf : q -> log density of a noise hit's charge [1/PE]
+    compound : None, or (gain [PE per particle], σ_rel, n_switch [particles]): score charges
+        below ~n_switch particles with the exact compound Poisson–gamma density (module doc)
     """
     mu = jnp.maximum(mu, MU_FLOOR)
     is_hit = hit & (q >= threshold)
@@ -62,12 +102,19 @@ def counting_channel_nll(q, t, hit, valid, mu, fano, t_exp, sigma_t, threshold, 
     mu_eff = mu / fano
     log_pois = n_eff * jnp.log(mu_eff) - mu_eff - gammaln(n_eff + 1.0) - jnp.log(fano)
     log_sat = log_ndtr((mu_eff - saturation / fano) / jnp.sqrt(mu_eff))
+    log_p0 = -mu_eff  # ln P(no signal)
+    if compound is not None:
+        gain, sigma_rel, n_switch = compound
+        log_c = compound_log_density(q, mu / gain, gain, sigma_rel)
+        w = jax.nn.sigmoid((n_switch - q / gain) / COMPOUND_SWITCH_WIDTH)
+        log_pois = w * log_c + (1.0 - w) * log_pois
+        log_p0 = -mu / gain
     log_q_sig = jnp.where(sat, log_sat, log_pois)
     z = jnp.where(is_hit, (t - t_exp) / sigma_t, 0.0)
     log_t_sig = -0.5 * z * z - jnp.log(sigma_t) - LOG_SQRT_2PI
-    log_noise = -mu_eff + jnp.log(p_noise) + noise_logpdf(q) - jnp.log(window_ns)
+    log_noise = log_p0 + jnp.log(p_noise) + noise_logpdf(q) - jnp.log(window_ns)
     log_hit = jnp.logaddexp(log_q_sig + log_t_sig, log_noise)
-    log_empty = -mu_eff + jnp.log1p(-p_noise)
+    log_empty = log_p0 + jnp.log1p(-p_noise)
     out = -jnp.where(is_hit, log_hit, log_empty)
     return jnp.where(valid, out, 0.0)
 

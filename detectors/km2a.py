@@ -163,6 +163,11 @@ class KM2APhysics(NamedTuple):
     ed_core_radius_m, md_core_radius_m : the lateral densities are evaluated at
         sqrt(r² + r_det²), a smooth average over the detector's size (1 m² ED, 36 m² MD) that
         keeps them finite when the core falls on a detector
+    compound_particles : 0 (default): every charge scored with the scaled Poisson; > 0: charges
+        below about this many particles scored with the exact compound Poisson–gamma density
+        (``detectors.channel.compound_log_density``; unbiased gains at single-particle counts,
+        used by the calibration, ``calib.learn.LearnConfig.compound_particles`` = 8). A static
+        Python number (it switches code, not values)
     """
 
     is_gamma: float = 0.0
@@ -179,6 +184,7 @@ class KM2APhysics(NamedTuple):
     ed_core_radius_m: float = 0.5
     md_core_radius_m: float = 3.4
     ed_em_factor: float = 1.6
+    compound_particles: float = 0.0
 
 
 DEFAULT_PHYSICS = KM2APhysics()
@@ -308,15 +314,17 @@ _LOG_SQRT_2PI = LOG_SQRT_2PI
 
 
 def _channel_nll(q, t, hit, valid, mu, t_front, tau, sigma_el, gain, sigma_q, threshold,
-                 saturation, rate_hz, window_ns, noise_logpdf):
+                 saturation, rate_hz, window_ns, noise_logpdf, compound_particles=0.0):
     """−ln L per channel (shape of q): ``detectors.channel.counting_channel_nll`` in PE with the
-    mean G·μ and Var/mean F = G(1 + σ_q²), and the first-particle lag τ/n, n = max(q/G, 1)."""
+    mean G·μ and Var/mean F = G(1 + σ_q²), and the first-particle lag τ/n, n = max(q/G, 1);
+    with ``compound_particles`` > 0 small charges use the compound Poisson–gamma density."""
     mu = jnp.maximum(mu, _MU_FLOOR)
     lag = tau / jnp.maximum(q / gain, 1.0)
+    compound = (gain, sigma_q, compound_particles) if compound_particles > 0 else None
     return counting_channel_nll(q, t, hit, valid, gain * mu, gain * (1.0 + sigma_q ** 2),
                                 t_front + lag, jnp.sqrt(sigma_el ** 2 + lag ** 2), threshold,
                                 saturation, noise_probability(rate_hz, window_ns), window_ns,
-                                noise_logpdf)
+                                noise_logpdf, compound=compound)
 
 
 def _ed_noise_logpdf(response):
@@ -332,8 +340,10 @@ def _md_noise_logpdf(response):
 
 
 def channel_nll(observed: Observed, expectation: Expectation, geometry: Geometry,
-                response: Response):
-    """Per-channel −ln L: (ed (n_ed,), md (n_md,))."""
+                response: Response, physics: KM2APhysics = DEFAULT_PHYSICS):
+    """Per-channel −ln L: (ed (n_ed,), md (n_md,)). ``physics`` matters only through
+    ``compound_particles`` (the charge model)."""
+    cp = float(physics.compound_particles)
     ed, md = observed.ed, observed.md
     ed_valid = ed.valid & jnp.asarray(geometry.ed_live)
     md_valid = md.valid & jnp.asarray(geometry.md_live)
@@ -342,13 +352,13 @@ def channel_nll(observed: Observed, expectation: Expectation, geometry: Geometry
                           response.ed_time_resolution_ns, response.ed_gain,
                           response.ed_charge_resolution, response.ed_threshold_pe,
                           response.ed_saturation_pe, response.ed_noise_rate_hz, response.window_ns,
-                          _ed_noise_logpdf(response))
+                          _ed_noise_logpdf(response), cp)
     md_nll = _channel_nll(md.signal, md.time, md.hit, md_valid, expectation.md_muons,
                           expectation.md_time, expectation.md_front_tau,
                           response.md_time_resolution_ns, response.md_gain,
                           response.md_charge_resolution, response.md_threshold_pe,
                           response.md_saturation_pe, response.md_noise_rate_hz, response.window_ns,
-                          _md_noise_logpdf(response))
+                          _md_noise_logpdf(response), cp)
     return ed_nll, md_nll
 
 
@@ -367,9 +377,10 @@ def gof_counts(observed: Observed, expectation, geometry: Geometry, response: Re
     return out
 
 
-def nll(observed: Observed, expectation: Expectation, geometry: Geometry, response: Response):
+def nll(observed: Observed, expectation: Expectation, geometry: Geometry, response: Response,
+        physics: KM2APhysics = DEFAULT_PHYSICS):
     """Negative log-likelihood (scalar) of one event's KM2A observations, every valid channel."""
-    ed_nll, md_nll = channel_nll(observed, expectation, geometry, response)
+    ed_nll, md_nll = channel_nll(observed, expectation, geometry, response, physics)
     return jnp.sum(ed_nll) + jnp.sum(md_nll)
 
 

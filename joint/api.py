@@ -58,10 +58,14 @@ def config_for(detectors, hypothesis="hadron", fix=(), geometry_from="truth", xm
 
 
 def reconstruct(inputs, output, detectors="auto", hypothesis="hadron", batch_size=256,
-                progress=True, frame_rotation_deg=0.0, **config):
+                progress=True, frame_rotation_deg=0.0, calib_db=None, calib_missing="raise",
+                **config):
     """Fit event files (own schema or G4KM2A) and return the result as a QTable with units.
 
     detectors : "auto" (every built detector with hits in the first file, jointly) or names
+    calib_db : calibration database (path or ``calib.db.CalibrationDB``): every event is fitted
+        with the entry valid at its time (column ``calib_<det>``; ``table.meta["calibration"]``
+        names the entries); ``calib_missing`` "raise" or "nominal" for events outside them
     config : ``fix``, ``geometry_from``, ``xmax_prior``, ``free``, ``n_iter`` (:func:`config_for`)
     """
     from joint.reconstruct import detectors_in_file, reconstruct_files
@@ -70,7 +74,8 @@ def reconstruct(inputs, output, detectors="auto", hypothesis="hadron", batch_siz
     dets = detectors_in_file(inputs[0]) if detectors == "auto" else tuple(detectors)
     cfg = config_for(dets, hypothesis, **config)
     reconstruct_files(inputs, output, cfg, batch_size=batch_size, progress=progress,
-                      detectors=dets, frame_rotation_deg=frame_rotation_deg)
+                      detectors=dets, frame_rotation_deg=frame_rotation_deg, calib_db=calib_db,
+                      calib_missing=calib_missing)
     return read_reco(output, frame_rotation_deg)
 
 
@@ -79,9 +84,15 @@ def read_reco(path, frame_rotation_deg=0.0):
     from joint.io.errors import open_tree
     from joint.sky import events_table
 
+    import json
+
     fin, tree = open_tree(path, "reco")
     with fin:
         cols = tree.arrays(library="np")
+        calibration = json.loads(str(fin["calibration"])) if "calibration" in fin else None
     cols = {k: np.asarray(v) for k, v in cols.items()
             if k not in ("ra", "dec", "ra_dec_err", "glon", "glat")}  # recomputed with units
-    return events_table(cols, frame_rotation_deg=frame_rotation_deg)
+    table = events_table(cols, frame_rotation_deg=frame_rotation_deg)
+    if calibration is not None:
+        table.meta["calibration"] = calibration
+    return table

@@ -18,7 +18,7 @@ Subcommands:
 * ``demo``              the end-to-end demonstration behind ``make demo``.
 
 * ``calibrate``         learn a detector response from the events of one run period and store it
-                         in a calibration database (``calib/``; issue 7, in progress).
+                         in a calibration database (``calib/``); ``reconstruct --calib-db`` uses it.
  A WFCTA-only fit needs the geometry
 fixed: ``reconstruct --detectors wfcta --fix core,direction [--geometry-from truth|km2a|wcda]``.
 """
@@ -150,7 +150,8 @@ def cmd_reconstruct(args) -> int:
     summary = reconstruct_files(args.inputs, args.output, cfg, batch_size=args.batch_size,
                                 layout_config=args.layout, progress=not args.quiet,
                                 detectors="auto" if dets is None else dets,
-                                frame_rotation_deg=args.frame_rotation_deg)
+                                frame_rotation_deg=args.frame_rotation_deg,
+                                calib_db=args.calib_db, calib_missing=args.calib_missing)
     st = summary["status_counts"]
     print(f"reconstructed {summary['events']} events in {summary['seconds']:.1f} s "
           f"({summary['events_per_s']:.1f} events/s incl. compilation and I/O) -> {args.output}")
@@ -246,7 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--frame-rotation-deg", type=float, default=0.0,
                    help="angle of the array's +x axis from true East, for ra/dec [deg]")
     s.add_argument("--n-iter", type=int, default=12)
-    s.add_argument("--layout", default="full", help="KM2A layout: full or 3/4")
+    s.add_argument("--layout", default="full", help="KM2A layout: full or 3/4 (with --calib-db: "
+                   "the layout of events no entry covers; the entries carry their own)")
+    s.add_argument("--calib-db", default=None, metavar="DB",
+                   help="calibration database (lhaaso-joint calibrate --db): each event is fitted "
+                        "with the entry valid at its time (its Response, layout and dead channels); "
+                        "columns calib_<det> and the log say which")
+    s.add_argument("--calib-missing", default="raise", choices=("raise", "nominal"),
+                   help="events no entry covers: stop with an error (default) or fit them nominal")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--overwrite", action="store_true",
                    help="redo the run even if the output exists (default: a finished output is kept)")

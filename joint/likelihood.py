@@ -111,7 +111,8 @@ def select_wcda(block, core_xy, geometry: wcda.Geometry, response: wcda.Response
 def _scoring(module, physics):
     return ScoringModel(
         predict=lambda s, d: module.predict(s, d.geometry, d.response, physics),
-        loss=lambda e, d: module.nll(d.observed, e, d.geometry, d.response),
+        loss=(lambda e, d: module.nll(d.observed, e, d.geometry, d.response, physics))
+        if module is km2a else (lambda e, d: module.nll(d.observed, e, d.geometry, d.response)),
         weights=lambda e, d: module.information_weights(e, d.geometry, d.response))
 
 
@@ -211,7 +212,7 @@ def km2a_model(physics: km2a.KM2APhysics = km2a.DEFAULT_PHYSICS,
     return ScoringModel(
         predict=lambda s, d: (km2a.predict(s, d.geometry, d.response, physics),
                               xmax_prior_residual(s, xmax_prior)),
-        loss=lambda e, d: km2a.nll(d.observed, e[0], d.geometry, d.response) + 0.5 * jnp.sum(e[1] ** 2),
+        loss=lambda e, d: km2a.nll(d.observed, e[0], d.geometry, d.response, physics) + 0.5 * jnp.sum(e[1] ** 2),
         weights=lambda e, d: (km2a.information_weights(e[0], d.geometry, d.response),
                               jnp.ones_like(e[1])))
 
@@ -219,7 +220,7 @@ def km2a_model(physics: km2a.KM2APhysics = km2a.DEFAULT_PHYSICS,
 def km2a_nll(shower: Shower, data: KM2AData, physics: km2a.KM2APhysics = km2a.DEFAULT_PHYSICS):
     """KM2A −ln L of one event on its selected channels."""
     e = km2a.expected(shower, data.geometry, data.response, physics)
-    return km2a.nll(data.observed, e, data.geometry, data.response)
+    return km2a.nll(data.observed, e, data.geometry, data.response, physics)
 
 
 def joint_nll(shower: Shower, data: dict, physics: dict | None = None):

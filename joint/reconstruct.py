@@ -75,6 +75,10 @@ class ReconstructionConfig:
         fits started from the raw seeds stopped at the iteration limit for a third of the
         events at 0.3–3 PeV (BENCHMARKS.md, issue 6)
 
+    km2a_compound : KM2A charge model: 0 = scaled Poisson (default), > 0 = the exact compound
+        Poisson–gamma density below about this many particles
+        (``detectors.km2a.KM2APhysics.compound_particles``; the calibration uses 8)
+
     Seeds: each detector's own seed is a candidate; its energy (and the Xmax that goes with it)
     is moved to the best of ``SEED_ENERGY_SCAN`` by the nll (not for KM2A alone), and with
     several detectors the
@@ -97,6 +101,7 @@ class ReconstructionConfig:
     truth_fields: tuple = ()
     geometry_from: str = "truth"
     ground_seed: bool = True
+    km2a_compound: float = 0.0
 
     def __post_init__(self):
         dets = tuple(self.detectors)
@@ -118,6 +123,8 @@ class ReconstructionConfig:
     def physics_of(self, detector: str):
         cls = {"km2a": km2a.KM2APhysics, "wcda": wcda.WCDAPhysics,
                "wfcta": wfcta.WFCTAPhysics}[detector]
+        if detector == "km2a":
+            return cls(is_gamma=self.is_gamma, compound_particles=float(self.km2a_compound))
         return cls(is_gamma=self.is_gamma)
 
     @property
@@ -672,14 +679,24 @@ def _check_inputs(inputs, detectors, cfg):
 
 def reconstruct_files(inputs, output, cfg: ReconstructionConfig = ReconstructionConfig(),
                       batch_size=512, layout_config="full", progress=True, log=print,
-                      detectors="config", frame_rotation_deg=0.0):
+                      detectors="config", frame_rotation_deg=0.0, calib_db=None,
+                      calib_missing="raise"):
     """Reconstruct input files into ``output`` (tree ``reco``), streaming in chunks.
 
     detectors : "config" (``cfg.detectors``), "auto" (every built detector with hits in the first
         input file, fitted jointly) or a tuple of names.
     frame_rotation_deg : angle of the array's +x axis from true East (``joint.sky``) for the sky
         columns ``ra``, ``dec``, ``ra_dec_err``, ``glon``, ``glat`` [deg] at each event's time.
-    Returns a summary dict (events, seconds, events/s, status counts, detectors).
+    calib_db : a ``calib.db.CalibrationDB`` (or its path): each event is fitted with the
+        calibration whose validity interval contains its ``time_mjd``, per detector, and with
+        that period's layout and dead channels (``calib.db.setups_for_events``). The output has
+        a column ``calib_<det>`` per fitted detector (index of the entry in the database, −1 =
+        nominal) and a string ``calibration`` (JSON: the database path and, per index, the
+        entry's name and validity); the log names the entries used. None: nominal Responses.
+    calib_missing : "raise" (events outside every entry stop the run before anything is written
+        for them, naming the detector and the times) or "nominal"
+    Returns a summary dict (events, seconds, events/s, status counts, detectors, and
+    ``calibration`` {detector: {entry name or "nominal": events}}).
     """
     import dataclasses
 
@@ -705,6 +722,11 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
         needed.add(cfg.geometry_from)
     layouts, geometry, response = detector_setup(needed, layout_config)
     _check_inputs(inputs, needed, cfg)
+    db, setup_cache, used = None, {}, {}
+    if calib_db is not None:
+        from calib.db import CalibrationDB
+
+        db = calib_db if isinstance(calib_db, CalibrationDB) else CalibrationDB(calib_db)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_suffix(output.suffix + ".part")
@@ -716,11 +738,15 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
         for path in inputs:
             for rec in _iter_chunks(path, layouts, batch_size):
                 n = len(rec["event_id"])
-                batch = to_event_batch(rec, km2a=layouts.get("km2a"), wcda=layouts.get("wcda"),
-                                       wfcta=layouts.get("wfcta"), source=path, as_jax=False)
-                padded, mask = pad_batch(batch, batch_size)
-                cols = reconstruct_batch(padded, geometry, response, cfg)
-                cols = {k: v[:n] for k, v in cols.items()}
+                if db is None:
+                    batch = to_event_batch(rec, km2a=layouts.get("km2a"), wcda=layouts.get("wcda"),
+                                           wfcta=layouts.get("wfcta"), source=path, as_jax=False)
+                    padded, mask = pad_batch(batch, batch_size)
+                    cols = reconstruct_batch(padded, geometry, response, cfg)
+                    cols = {k: v[:n] for k, v in cols.items()}
+                else:
+                    cols = _reconstruct_calibrated(rec, path, db, needed, layouts, cfg, batch_size,
+                                                   calib_missing, setup_cache, used, log)
                 cols["run"] = np.asarray(rec["run"], np.int32)
                 cols["event_id"] = np.asarray(rec["event_id"], np.int64)
                 cols["time_mjd"] = np.asarray(rec["time_mjd"], np.float64)
@@ -736,8 +762,65 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
                 n_done += n
                 bar.update(n)
                 bar.set_postfix(ev_s=f"{n_done / (time.perf_counter() - t_start):.1f}")
+        if db is not None:
+            fout["calibration"] = _calibration_json(db)
     bar.close()
     tmp.replace(output)
     seconds = time.perf_counter() - t_start
-    return {"events": n_done, "seconds": seconds, "events_per_s": n_done / max(seconds, 1e-9),
-            "status_counts": status_counts.tolist(), "detectors": list(cfg.detectors)}
+    summary = {"events": n_done, "seconds": seconds, "events_per_s": n_done / max(seconds, 1e-9),
+               "status_counts": status_counts.tolist(), "detectors": list(cfg.detectors)}
+    if db is not None:
+        summary["calibration"] = used
+        if log:
+            for d, counts in used.items():
+                log(f"{d.upper()} calibration: " + ", ".join(
+                    f"{name!r} for {k} events" for name, k in counts.items()) + f" ({db.index_path})")
+    return summary
+
+
+def _calibration_json(db) -> str:
+    """The ``calibration`` string of an output file: which database entry each ``calib_<det>``
+    index is."""
+    import json
+
+    return json.dumps({"database": str(db.index_path),
+                       "entries": {str(i): {"name": e.name, "valid_from": e.valid_from.utc.isot,
+                                            "valid_to": e.valid_to.utc.isot,
+                                            "detectors": sorted(e.detectors)}
+                                   for i, e in enumerate(db.entries())},
+                       "nominal": -1})
+
+
+def _reconstruct_calibrated(rec, path, db, detectors, layouts, cfg, batch_size, missing, cache,
+                            used, log):
+    """Output columns of one chunk of records, each group of events (same calibration entries)
+    converted with its period's layout and fitted with its geometry and Response."""
+    from calib.db import setups_for_events
+    from joint.event import pad_batch
+    from joint.io.schema import to_event_batch
+
+    n = len(rec["event_id"])
+    names = [e.name for e in db.entries()]
+    cols = None
+    for setup in setups_for_events(db, rec["time_mjd"], sorted(detectors), layouts,
+                                   missing=missing, cache=cache):
+        sub = {k: v[setup.index] for k, v in rec.items()}
+        lay = setup.layouts
+        batch = to_event_batch(sub, km2a=lay.get("km2a"), wcda=lay.get("wcda"),
+                               wfcta=lay.get("wfcta"), source=path, as_jax=False)
+        padded, _ = pad_batch(batch, batch_size)
+        out = reconstruct_batch(padded, setup.geometries, setup.responses, cfg)
+        m = setup.index.size
+        if cols is None:
+            cols = {k: np.zeros((n,) + np.shape(v)[1:], np.asarray(v).dtype) for k, v in out.items()}
+            for d in cfg.detectors:
+                cols[f"calib_{d}"] = np.full(n, -1, np.int32)
+        for k, v in out.items():
+            cols[k][setup.index] = np.asarray(v)[:m]
+        for d in cfg.detectors:
+            name = setup.entries.get(d)
+            cols[f"calib_{d}"][setup.index] = -1 if name is None else names.index(name)
+            key = "nominal" if name is None else name
+            used.setdefault(d, {})
+            used[d][key] = used[d].get(key, 0) + m
+    return cols
