@@ -19,6 +19,11 @@ Then an independent sample of ``--n-test`` events is reconstructed with the true
 resolution, energy bias (mean of Δlog10 E, in %) and energy resolution.
 
     python benchmarks/calib_recovery.py --detector km2a --n-events 1000 3000 10000 20000
+
+``--layout 3/4`` runs KM2A on the 3/4 array of 2020-2021 (cores on it), and ``--via-db`` makes
+the "after" reconstruction go the way a user's does: the learned Response is stored as an entry
+of a calibration database (with its layout), the test events are written to a file, and
+``joint.reconstruct.reconstruct_files(calib_db=...)`` picks the entry by the events' time.
 """
 from __future__ import annotations
 
@@ -79,15 +84,17 @@ def truth_responses(det, geos, noms, seed):
     return out, cons
 
 
-def simulate(det, n, seed, lays, truth, energy_range, mjd=60000.0):
+def simulate(det, n, seed, lays, truth, energy_range, mjd=60000.0, core_centre=None):
     from joint.io.schema import to_event_batch
     from joint.simulation import simulate_records
 
     kw = dict(log10_energy_range=energy_range, seed=seed, mjd=mjd, km2a_layout=lays.get("km2a"),
               chunk=256)
     if det == "km2a":
+        extra = {} if core_centre is None else {"core_centre": core_centre}
         rec, thrown = simulate_records(n, primary="proton", detectors=("km2a",), zenith_max_deg=35.0,
-                                       core_radius_m=560.0, response=truth["km2a"], **kw)
+                                       core_radius_m=560.0 if core_centre is None else 450.0,
+                                       response=truth["km2a"], **kw, **extra)
     elif det == "wcda":
         rec, thrown = simulate_records(n, primary="gamma", detectors=("wcda",), zenith_max_deg=35.0,
                                        cores_on="wcda", wcda_layout=lays["wcda"],
@@ -107,8 +114,8 @@ def take(batch, idx):
     return jax.tree_util.tree_map(lambda a: np.asarray(a)[idx], batch)
 
 
-def reco_figures(batch, rec, geos, resps, cfg, batch_size=256):
-    """68% angle [deg], energy bias [%] (mean Δlog10E → 10^x − 1), σ(Δlog10E), converged."""
+def reco_columns(batch, rec, geos, resps, cfg, batch_size=256):
+    """Fit the events directly (reconstruct_batch): the columns figures() needs."""
     from joint.event import pad_batch
     from joint.reconstruct import reconstruct_batch
 
@@ -118,9 +125,42 @@ def reco_figures(batch, rec, geos, resps, cfg, batch_size=256):
         idx = np.arange(s, min(n, s + batch_size))
         padded, _ = pad_batch(take(batch, idx), batch_size)
         out = reconstruct_batch(padded, geos, resps, cfg)
-        cols.append({k: np.asarray(v)[:idx.size] for k, v in out.items()
-                     if k in ("reco_zenith", "reco_azimuth", "reco_log10_energy", "status")})
-    c = {k: np.concatenate([x[k] for x in cols]) for k in cols[0]}
+        cols.append({k: np.asarray(v)[:idx.size] for k, v in out.items() if k in _COLS})
+    return {k: np.concatenate([x[k] for x in cols]) for k in cols[0]}
+
+
+_COLS = ("reco_zenith", "reco_azimuth", "reco_log10_energy", "status")
+
+
+def reco_columns_via_db(rec, learned, layout_name, cfg, out_dir, mjd, batch_size=256):
+    """Store ``learned`` as a database entry valid around ``mjd``, write the events to a file
+    and reconstruct it with ``calib_db``: the columns figures() needs, and the entries used."""
+    import uproot
+
+    from calib.db import CalibrationDB, DetectorConfig, make_entry
+    from joint.io.schema import write_events
+    from joint.reconstruct import reconstruct_files
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    db = CalibrationDB(out_dir / "calib_db")
+    configs = {d: DetectorConfig(d, layout_name if d == "km2a" else "default") for d in learned}
+    db.add(make_entry("bench-period", mjd - 1.0, mjd + 1.0, learned, configs,
+                      notes="benchmarks/calib_recovery.py"), replace=True)
+    db.save()
+    events = out_dir / "test_events.root"
+    write_events(events, rec)
+    summary = reconstruct_files([events], out_dir / "reco.root", cfg, batch_size=batch_size,
+                                progress=False, calib_db=CalibrationDB(out_dir / "calib_db"),
+                                log=lambda m: print("#   " + m, flush=True))
+    with uproot.open(out_dir / "reco.root") as f:
+        c = f["reco"].arrays(list(_COLS), library="np")
+    return c, summary["calibration"]
+
+
+def figures(c, rec):
+    """68% angle [deg], energy bias [%] (mean Δlog10E → 10^x − 1), σ(Δlog10E), converged."""
+    n = len(rec["event_id"])
     ok = (c["status"] == 0) & np.isfinite(c["reco_log10_energy"])
     ang = angle_deg(c["reco_zenith"], c["reco_azimuth"], rec["true_zenith"], rec["true_azimuth"])
     de = c["reco_log10_energy"] - rec["true_log10_energy"]
@@ -146,6 +186,9 @@ def main(argv=None):
     ap.add_argument("--min-steps", type=int, default=100)
     ap.add_argument("--min-hits", type=int, default=20)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--layout", default="full", choices=("full", "3/4"), help="KM2A layout")
+    ap.add_argument("--via-db", action="store_true",
+                    help="'after' through a calibration database and reconstruct_files")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
 
@@ -159,17 +202,22 @@ def main(argv=None):
                                          "wfcta": (5.5, 6.0)}[det])
     print(f"# calibration recovery, {det}, {time.strftime('%Y-%m-%d %H:%M')}, {machine()}")
     print(f"# command: python {' '.join(sys.argv)}")
-    lays, geos, noms = detector_setup(dets)
+    lays, geos, noms = detector_setup(dets, args.layout)
     truth, cons = truth_responses(det, geos, noms, args.seed)
     n_max = max(args.n_events)
     t0 = time.perf_counter()
-    rec, batch, thrown = simulate(det, n_max, args.seed + 1, lays, truth, erange)
-    rec_t, batch_t, _ = simulate(det, args.n_test, args.seed + 2, lays, truth, erange)
+    centre = None
+    if args.layout != "full":  # cores on the part of the array that existed
+        centre = tuple(float(v) for v in np.mean(np.asarray(lays["km2a"].ed_pos)[:, :2], axis=0))
+    mjd = 59300.5 if args.layout == "3/4" else 60000.0   # 2021-03-27 for the 3/4 array
+    rec, batch, thrown = simulate(det, n_max, args.seed + 1, lays, truth, erange, mjd, centre)
+    rec_t, batch_t, _ = simulate(det, args.n_test, args.seed + 2, lays, truth, erange, mjd, centre)
     print(f"# simulated {n_max} + {args.n_test} (test) events, log10(E/GeV) {erange} "
           f"({time.perf_counter() - t0:.0f} s)", flush=True)
     hyp = "gamma" if det == "wcda" else "hadron"
     cfg = config_for(dets, hyp)
     results = {"detector": det, "energy_range": erange, "runs": [], "command": " ".join(sys.argv),
+               "layout": args.layout,
                "date": time.strftime("%Y-%m-%d"), "machine": machine()}
     learned_last = None
     print(f"{'N events':>8s} " + " ".join(f"{f + ' rms err':>24s} {'(inj.)':>7s} {'n ch':>5s}"
@@ -202,7 +250,15 @@ def main(argv=None):
     results["reconstruction"] = {}
     for name, resp in (("perfect", truth), ("before", noms), ("after", learned_last)):
         r = {d: resp[d] for d in dets}
-        f = reco_figures(batch_t, rec_t, geos, r, cfg)
+        if name == "after" and args.via_db:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="calib_recovery_") as tmp:
+                c, used = reco_columns_via_db(rec_t, r, args.layout, cfg, tmp, mjd)
+            results["after_calibration_entries"] = used
+        else:
+            c = reco_columns(batch_t, rec_t, geos, r, cfg)
+        f = figures(c, rec_t)
         results["reconstruction"][name] = f
         print(f"{name:>10s} {f['angle68_deg']:12.4f} {f['energy_bias_pct']:9.2f} "
               f"{f['energy_bias_err_pct']:5.2f} {f['sigma_log10E']:7.4f} {f['converged']:5.2f}",

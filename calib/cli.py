@@ -129,7 +129,8 @@ def cmd_calibrate(args) -> int:
     notes = (f"calib.learn: {n} events, detectors {','.join(cfg.detectors)}, hypothesis "
              f"{cfg.hypothesis}, fields {history['fields']}, {lcfg.n_outer} outer x "
              f"{lcfg.n_steps} steps, batch {lcfg.batch_size}, lr {lcfg.learning_rate}, "
-             f"learn_min_hits {lcfg.learn_min_hits}; final "
+             f"learn_min_hits {lcfg.learn_min_hits}, KM2A compound charge below "
+             f"{lcfg.compound_particles:g} particles; final "
              f"mean fit nll {last.get('fit_nll', float('nan')):.3f}")
     if args.notes:
         notes = args.notes + " | " + notes
@@ -182,8 +183,7 @@ def add_parser(subparsers):
     s.add_argument("--seed", type=int, default=0, help="seed of the minibatch draws")
     s.add_argument("--learn-min-hits", type=int, default=0,
                    help="learn only channels with at least this many hits in the period (the "
-                        "others stay nominal; gains from single-particle hits are biased, see "
-                        "calib/learn.py)")
+                        "others keep their starting values)")
     s.add_argument("--max-events", type=int, default=None,
                    help="use at most this many events (memory: ~140 kB per KM2A event)")
     s.add_argument("--n-ed", type=int, default=None, help="active EDs per event (default 768)")

@@ -35,19 +35,18 @@ a small region), the learned parameters of the illuminated channels equal the tr
 common shift within that part; :func:`response_errors` therefore reports the rms error with the
 mean difference over the compared channels removed (``remove_mean=True``) next to the plain rms.
 
-Gains from single-particle hits (measured, ``tests/test_calib_learn.py`` setting: 64 photons at
-100 TeV, cores in a 20 m disc, nominal response, per-channel Newton step of the summed nll at the
-TRUE showers): the ML ln-gain of EDs is ~0 within 45 m of the cores but +0.05 at 45-60 m, +0.11
-at 60-80 m and +0.22 at 80-120 m, where the hits are mostly single particles. The ED charge term
-of ``detectors.channel.counting_channel_nll`` is a continuous Poisson in q/F (F ∝ gain), not a
-normalised density in q: fine for shower fits (gain fixed), but its maximum in the gain is
-biased at small counts. A toy with the expected count μ KNOWN (charges = sum of Poisson(μ)
-particles of 40 PE × (1 + 0.4 N(0,1)), 2·10⁵ draws, that nll alone) puts the ML ln-gain at
-≥ +0.4 for μ = 0.3, +0.145 for μ = 1, +0.01 for μ = 3 and 0 for μ ≥ 10. Through the shower fits
-that bias also leaks into the well-lit channels. ``LearnConfig.learn_min_hits`` keeps channels with few hits at their starting values;
-a calibration of the gains on all channels needs a charge model normalised in q at small n (or
-the single-particle peak), which is not in this module. Time offsets are not affected (0.28 ns
-rms error for a 5 ns spread on the well-lit EDs of the same test).
+Gains from single-particle hits: the shower fit's default ED charge term
+(``detectors.channel.counting_channel_nll``, a continuous Poisson in q/F with F ∝ gain) is not
+a normalised density in q at small counts, and its maximum in the gain is biased there (a toy
+with μ known: ML ln G ≥ +0.4 at μ = 0.3 particle, +0.13 at μ = 1, +0.01 at μ = 3; at the true
+showers of the ``tests/test_calib_learn.py`` run +0.11 at 60-80 m and +0.22 at 80-120 m from
+the cores). Learning therefore scores KM2A charges with the exact compound Poisson–gamma density
+below ~8 particles (``LearnConfig.compound_particles``, ``KM2APhysics.compound_particles``;
+``tests/test_channel_compound.py``: ML ln G within 0.015 of the truth at μ = 1). On the 64-event
+test run the rms gain error of the EDs hit in ≥ 50% of the events went from 0.135 (scaled
+Poisson, every channel learned) to 0.088, and ``learn_min_hits`` (keep channels with few hits at
+their starting values) is no longer needed to avoid the bias. Time offsets are not affected.
+Recovery versus the number of events: ``benchmarks/calib_recovery.py`` (BENCHMARKS.md, issue 7).
 
 Checkpoints (``checkpoint=path``): after every outer iteration one ``.npz`` (written atomically)
 holds the trainable parameters (``params/<det>/<field>``), the flattened optimiser state
@@ -128,8 +127,8 @@ class LearnConfig:
     min_hits : a channel is "monitored" (parameter change and truth errors in the history) when
         it has at least this many hits over the events (and at least ``learn_min_hits``)
     learn_min_hits : only channels with at least this many hits over the events are learned;
-        the others keep their starting values (0: every channel). See the module docstring:
-        the gains of channels hit mostly by single particles are biased by the charge model
+        the others keep their starting values (0: every channel; with few events, channels hit
+        a handful of times learn mostly noise)
     seed : seed of the minibatch draws
     compound_particles : KM2A charge model of the shower fits and the response steps (replaces
         ``cfg.km2a_compound``): charges below about this many particles are scored with the

@@ -105,8 +105,8 @@ def main(argv=None) -> int:
     batch = read_inputs([events], ("km2a",), layouts)
     hypothesis = "gamma" if args.primary == "gamma" else "hadron"
     cfg = ReconstructionConfig(hypothesis=hypothesis)
-    # EDs hit in fewer than half of the events keep their nominal values: their gains would be
-    # learned from single-particle hits, where the ED charge model biases them (calib.learn)
+    # EDs hit in fewer than half of the events keep their nominal values: a short run has too
+    # few hits on them to learn anything but noise (a real period has ~10^4 events or more)
     lcfg = LearnConfig(fields=("ed_log_gain", "ed_time_offset"), n_outer=args.n_outer,
                        n_steps=args.n_steps, batch_size=args.batch_size,
                        learn_min_hits=args.n_events // 2)
