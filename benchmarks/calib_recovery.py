@@ -186,6 +186,12 @@ def main(argv=None):
     ap.add_argument("--min-steps", type=int, default=100)
     ap.add_argument("--min-hits", type=int, default=20)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--lr-decay", type=float, default=0.5, help="LearnConfig.lr_decay")
+    ap.add_argument("--wcda-pond-scale", action="store_true",
+                    help="WCDA: each pond's mean efficiency fixed at its true value (the "
+                         "single-muon peak of each pond) and only the cells within a pond learned "
+                         "(constraint efficiency_mean='pond'); default: one mean over WCDA, the "
+                         "ponds' relative scales learned from the showers")
     ap.add_argument("--layout", default="full", choices=("full", "3/4"), help="KM2A layout")
     ap.add_argument("--via-db", action="store_true",
                     help="'after' through a calibration database and reconstruct_files")
@@ -216,6 +222,20 @@ def main(argv=None):
           f"({time.perf_counter() - t0:.0f} s)", flush=True)
     hyp = "gamma" if det == "wcda" else "hadron"
     cfg = config_for(dets, hyp)
+    start = dict(noms)   # what learning starts from and is constrained around
+    if det == "wcda" and args.wcda_pond_scale:
+        from calib import response as R
+
+        pond = np.asarray(geos["wcda"].pond)
+        lg = np.log(np.asarray(truth["wcda"].efficiency) / np.asarray(noms["wcda"].efficiency))
+        scale = np.zeros_like(lg)
+        for k in np.unique(pond):
+            scale[pond == k] = lg[pond == k].mean()
+        start["wcda"] = noms["wcda"]._replace(
+            efficiency=np.asarray(noms["wcda"].efficiency) * np.exp(scale))
+        cons = R.wcda_constraints(geos["wcda"], efficiency_mean="pond")
+        print("# WCDA pond scales fixed at the true pond means (single-muon peaks): "
+              + ", ".join(f"pond {k}: {np.exp(scale[pond == k][0]):.3f}" for k in np.unique(pond)))
     results = {"detector": det, "energy_range": erange, "runs": [], "command": " ".join(sys.argv),
                "layout": args.layout,
                "date": time.strftime("%Y-%m-%d"), "machine": machine()}
@@ -226,15 +246,35 @@ def main(argv=None):
         sub = take(batch, np.arange(n))
         steps = max(args.min_steps, int(np.ceil(args.epochs * n / args.batch_size)))
         lc = LearnConfig(fields=FIELDS[det], n_outer=args.n_outer, n_steps=steps,
-                         batch_size=args.batch_size, min_hits=args.min_hits, seed=args.seed)
+                         batch_size=args.batch_size, min_hits=args.min_hits, seed=args.seed,
+                         lr_decay=args.lr_decay)
         t0 = time.perf_counter()
-        learned, hist = learn_response(sub, geos, noms, cfg, lc,
+        learned, hist = learn_response(sub, geos, start, cfg, lc, constraints={det: cons},
                                        truth={d: truth[d] for d in dets}, progress=False,
                                        log=lambda m: print("#   " + m, flush=True))
         secs = time.perf_counter() - t0
         masks = {det: {f: hist["n_hits"][det][f] >= args.min_hits for f in FIELDS[det]}}
-        err = response_errors({det: learned[det]}, {det: truth[det]}, {det: noms[det]},
+        err = response_errors({det: learned[det]}, {det: truth[det]}, {det: start[det]},
                               {det: cons}, masks=masks, remove_mean=False)
+        if det == "wcda":  # the ponds' relative scales vs the cells within each pond
+            pond = np.asarray(geos["wcda"].pond)
+            e = np.log(np.asarray(learned["wcda"].efficiency) / np.asarray(truth["wcda"].efficiency))
+            within = e.copy()
+            for k in np.unique(pond):
+                within[pond == k] -= e[pond == k].mean()
+            err["log_efficiency_within_pond"] = {"rms_error": float(np.sqrt(np.mean(within ** 2))),
+                                                 "rms_true": float("nan"), "n": int(e.size)}
+            err["pond_mean_error"] = {str(k): float(e[pond == k].mean()) for k in np.unique(pond)}
+            print("#   WCDA: rms error within ponds %.4f; pond mean errors %s" % (
+                err["log_efficiency_within_pond"]["rms_error"],
+                {k: round(v, 4) for k, v in err["pond_mean_error"].items()}), flush=True)
+        if args.json:
+            from calib import response as R
+
+            np.savez(Path(args.json).with_suffix(f".N{n}.npz"),
+                     **{f"learned.{f}": np.asarray(getattr(learned[det], f)) for f in R.LEARNED_FIELDS[det]},
+                     **{f"truth.{f}": np.asarray(getattr(truth[det], f)) for f in R.LEARNED_FIELDS[det]},
+                     **{f"hits.{f}": hist["n_hits"][det][f] for f in FIELDS[det]})
         row = {"n_events": n, "seconds": secs, "errors": err, "n_steps": steps,
                "history": [{k: v for k, v in o.items() if k != "errors"} for o in hist["outer"]]}
         if det == "wfcta":

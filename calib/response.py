@@ -27,8 +27,13 @@ The projection is idempotent and its image is {x : W x = 0}; the constraint ther
 degenerate directions.
 
 * Time offsets: a common shift of all offsets of a detector equals a shift of the shower's t₀,
-  so the mean offset over the live channels of each detector is fixed to 0 (KM2A: EDs and MDs
-  together by default; ``time_mean="kind"`` fixes the ED and MD means separately).
+  and a common gradient across the array (offsets a + b·x + c·y) tilts every shower by the same
+  angle (it is the pointing, which showers cannot measure; the Moon shadow or a source does), so
+  by default the least-squares plane of the live channels' offsets is fixed to 0
+  (``time_mean="plane"``: mean and gradient; KM2A EDs and MDs together). ``time_mean="detector"``
+  fixes the mean only (the default without a geometry), ``"kind"`` the ED and MD means
+  separately. Measured: with the mean only, learning wandered along the gradient and the
+  angular resolution after calibration stayed ×1.09 of the perfect one (BENCHMARKS.md, issue 7).
 * Gains (KM2A) and cell efficiencies (WCDA): a common scale is degenerate with the energy, so the
   mean log-gain (log-efficiency) over the reference channels is fixed to 0 — by default the live
   channels of each kind (ED, MD) or of the whole of WCDA (``efficiency_mean="pond"``: per pond),
@@ -91,7 +96,9 @@ class Projection(NamedTuple):
     weight : (K, n) float — weights of group k's reference channels, each row summing to 1;
         the references of a group are members of it (which makes the map idempotent)
 
-    K = 0 means no constraint.
+    K = 0 means no constraint. The same form holds a least-squares plane (:func:`_plane_projection`):
+    rows (1, x, y) of every channel in ``member`` and the pseudo-inverse over the live channels in
+    ``weight`` (W Mᵀ = I, so the map is again idempotent).
     """
 
     member: jnp.ndarray
@@ -125,6 +132,37 @@ def _projection(groups: Sequence[np.ndarray], references: Sequence[np.ndarray], 
         member[i] = g
         weight[i] = r / r.sum()
     return Projection(member=member, weight=weight)
+
+
+def _plane_projection(xy, live, what: str) -> Projection:
+    """Projection that removes the least-squares plane a + b·x + c·y of the live channels' values
+    (their mean and their gradient across the array), from every channel."""
+    xy = np.asarray(xy, np.float64)[:, :2]
+    live = np.asarray(live, bool)
+    if live.sum() < 3:
+        raise ValueError(f"{what}: a plane needs at least 3 live channels")
+    c = xy[live].mean(axis=0)
+    scale = max(float(np.abs(xy[live] - c).max()), 1.0)
+    a = np.column_stack([np.ones(len(xy)), (xy - c) / scale])           # (n, 3)
+    a_live = a * live[:, None]
+    weight = np.linalg.solve(a_live.T @ a_live, a_live.T)                # (3, n), 0 on dead
+    return Projection(member=a.T.copy(), weight=weight)
+
+
+def _time_projection(time_mean, pos, live, n, groups_kind, what):
+    """Time-offset projection: "plane" (mean and gradient over the live channels: a gradient
+    across the array tilts every shower, i.e. it is the pointing, which showers cannot measure),
+    "detector" (one mean) or "kind" (one mean per group of ``groups_kind``)."""
+    if time_mean == "plane":
+        if pos is None:
+            raise ValueError(f"{what}: time_mean='plane' needs the geometry (positions)")
+        return _plane_projection(pos, live, what)
+    if time_mean == "detector":
+        return _projection([np.ones(n, bool)], [live], n, what)
+    if time_mean == "kind" and groups_kind is not None:
+        return _projection(groups_kind, [live & g for g in groups_kind], n, what)
+    raise ValueError(f"time_mean must be 'plane', 'detector'{' or ' + repr('kind') if groups_kind else ''}"
+                     f", got {time_mean!r}")
 
 
 def _mask(n: int, indices, what: str) -> np.ndarray:
@@ -172,7 +210,8 @@ class KM2AConstraints(NamedTuple):
     """Projections of the KM2A parameters, over the concatenated (ED, MD) channels (n_ed + n_md).
 
     gain : K = 2 (EDs, MDs): mean log-gain over the reference channels of each kind is 0
-    time : K = 1 (all live channels) or 2 (EDs and MDs separately): mean offset 0
+    time : K = 3 (plane: mean and x, y gradient of the live channels' offsets 0), 1 (all live
+        channels: mean 0) or 2 (EDs and MDs separately: means 0)
     """
 
     gain: Projection
@@ -181,7 +220,7 @@ class KM2AConstraints(NamedTuple):
 
 def km2a_constraints(geometry: km2a.Geometry | None = None, *, n_ed: int | None = None,
                      n_md: int | None = None, reference_ed=None, reference_md=None,
-                     time_mean: str = "detector") -> KM2AConstraints:
+                     time_mean: str | None = None) -> KM2AConstraints:
     """KM2A degeneracy constraints.
 
     Parameters
@@ -191,8 +230,11 @@ def km2a_constraints(geometry: km2a.Geometry | None = None, *, n_ed: int | None 
     reference_ed, reference_md : dense channel indices (``layout.ed_index_of(ids)``) whose mean
         log-gain is held at 0; None = all live channels of that kind (the nominal scale, i.e. the
         single-particle / single-muon peak)
-    time_mean : "detector" (one mean over all live EDs and MDs fixed to 0, default) or "kind"
-        (ED and MD means fixed separately)
+    time_mean : "plane" (default with a geometry: the mean AND the gradient across the array of
+        the live EDs' and MDs' offsets fixed to 0 — a common gradient of the offsets tilts every
+        shower by the same angle, so showers cannot measure it; the pointing is calibrated with
+        the Moon shadow or a source), "detector" (one mean over all live EDs and MDs fixed to 0;
+        the default without a geometry) or "kind" (ED and MD means fixed separately)
     """
     if geometry is not None:
         n_ed, n_md = int(np.shape(geometry.ed_pos)[0]), int(np.shape(geometry.md_pos)[0])
@@ -205,12 +247,11 @@ def km2a_constraints(geometry: km2a.Geometry | None = None, *, n_ed: int | None 
     ref_ed = np.concatenate([_references(ed_live, reference_ed, "KM2A ED gain"), np.zeros(n_md, bool)])
     ref_md = np.concatenate([np.zeros(n_ed, bool), _references(md_live, reference_md, "KM2A MD gain")])
     gain = _projection([is_ed, ~is_ed], [ref_ed, ref_md], n, "KM2A gain")
-    if time_mean == "detector":
-        time = _projection([np.ones(n, bool)], [live], n, "KM2A time offset")
-    elif time_mean == "kind":
-        time = _projection([is_ed, ~is_ed], [live & is_ed, live & ~is_ed], n, "KM2A time offset")
-    else:
-        raise ValueError(f"time_mean must be 'detector' or 'kind', got {time_mean!r}")
+    pos = None if geometry is None else np.concatenate([np.asarray(geometry.ed_pos)[:, :2],
+                                                         np.asarray(geometry.md_pos)[:, :2]])
+    if time_mean is None:
+        time_mean = "detector" if geometry is None else "plane"
+    time = _time_projection(time_mean, pos, live, n, [is_ed, ~is_ed], "KM2A time offset")
     return KM2AConstraints(gain=gain, time=time)
 
 
@@ -256,14 +297,16 @@ class WCDAParams(NamedTuple):
 
 
 class WCDAConstraints(NamedTuple):
-    """efficiency : K = 1 (whole WCDA) or 3 (per pond);  time : K = 1 (all live cells)."""
+    """efficiency : K = 1 (whole WCDA) or 3 (per pond);  time : K = 3 (plane over the live
+    cells: mean and gradient) or 1 (mean)."""
 
     efficiency: Projection
     time: Projection
 
 
 def wcda_constraints(geometry: wcda.Geometry | None = None, *, n: int | None = None,
-                     reference_cells=None, efficiency_mean: str = "detector") -> WCDAConstraints:
+                     reference_cells=None, efficiency_mean: str = "detector",
+                     time_mean: str | None = None) -> WCDAConstraints:
     """WCDA degeneracy constraints.
 
     Parameters
@@ -273,6 +316,8 @@ def wcda_constraints(geometry: wcda.Geometry | None = None, *, n: int | None = N
         cells — the nominal single-muon scale)
     efficiency_mean : "detector" (one mean over WCDA) or "pond" (one per pond: each pond's PMT
         type keeps its own nominal muon peak; needs ``geometry``)
+    time_mean : "plane" (default with a geometry: mean and gradient of the live cells' offsets
+        fixed, see :func:`km2a_constraints`) or "detector" (mean only; default without one)
     """
     if geometry is not None:
         n = int(np.shape(geometry.cell_pos)[0])
@@ -290,8 +335,11 @@ def wcda_constraints(geometry: wcda.Geometry | None = None, *, n: int | None = N
         eff = _projection(groups, [ref & g for g in groups], n, "WCDA efficiency (per pond)")
     else:
         raise ValueError(f"efficiency_mean must be 'detector' or 'pond', got {efficiency_mean!r}")
+    if time_mean is None:
+        time_mean = "detector" if geometry is None else "plane"
+    pos = None if geometry is None else np.asarray(geometry.cell_pos)[:, :2]
     return WCDAConstraints(efficiency=eff,
-                           time=_projection([np.ones(n, bool)], [live], n, "WCDA time offset"))
+                           time=_time_projection(time_mean, pos, live, n, None, "WCDA time offset"))
 
 
 def apply_wcda(params: WCDAParams, nominal: wcda.Response,
@@ -515,7 +563,7 @@ class KM2ACalibration(_Calibration):
     detector = "km2a"
 
     def __init__(self, geometry: km2a.Geometry, *, reference_ed=None, reference_md=None,
-                 time_mean: str = "detector", params: KM2AParams | None = None, dtype=None):
+                 time_mean: str | None = None, params: KM2AParams | None = None, dtype=None):
         n_ed, n_md = int(np.shape(geometry.ed_pos)[0]), int(np.shape(geometry.md_pos)[0])
         if params is None:
             params = _zeros_like_fields(KM2AParams, [(n_ed,), (n_md,), (n_ed,), (n_md,)], dtype)
@@ -532,12 +580,13 @@ class WCDACalibration(_Calibration):
     detector = "wcda"
 
     def __init__(self, geometry: wcda.Geometry, *, reference_cells=None,
-                 efficiency_mean: str = "detector", params: WCDAParams | None = None, dtype=None):
+                 efficiency_mean: str = "detector", time_mean: str | None = None,
+                 params: WCDAParams | None = None, dtype=None):
         n = int(np.shape(geometry.cell_pos)[0])
         if params is None:
             params = _zeros_like_fields(WCDAParams, [(n,), (n,)], dtype)
         self._init(params, wcda_constraints(geometry, reference_cells=reference_cells,
-                                            efficiency_mean=efficiency_mean))
+                                            efficiency_mean=efficiency_mean, time_mean=time_mean))
 
 
 class WFCTACalibration(_Calibration):

@@ -412,3 +412,31 @@ def test_responses_for_events(tmp_path):
     assert keys[-1] == (-1, -1)                                 # uncovered events last
     groups, _ = responses_for_events(db, t[:2], ("km2a",), geoms)
     assert [g.tolist() for g in groups] == [[0, 1]]
+
+
+def test_time_plane_constraint_removes_mean_and_gradient():
+    """Default time constraint with a geometry: the least-squares plane (mean and gradient across
+    the array) of the live channels' offsets is 0; a pure plane is degenerate and projects to 0."""
+    from detectors.layout import km2a_layout
+
+    lay = km2a_layout("full")
+    live = np.ones(lay.n_ed, bool)
+    live[[4, 100]] = False
+    g = km2a.Geometry.from_layout(lay, ed_live=live)
+    c = R.km2a_constraints(g)
+    pos = np.concatenate([np.asarray(g.ed_pos), np.asarray(g.md_pos)])[:, :2]
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.0, 5.0, pos.shape[0])
+    px = np.asarray(R.project(jnp.asarray(x), c.time))
+    np.testing.assert_allclose(np.asarray(R.project(jnp.asarray(px), c.time)), px, atol=1e-9)
+    keep = np.concatenate([live, np.ones(lay.n_md, bool)])
+    a = np.column_stack([np.ones(keep.sum()), pos[keep]])
+    coef = np.linalg.lstsq(a, px[keep], rcond=None)[0]
+    np.testing.assert_allclose(coef, 0.0, atol=1e-9)
+    plane = 3.0 + 0.01 * pos[:, 0] - 0.02 * pos[:, 1]
+    np.testing.assert_allclose(np.asarray(R.project(jnp.asarray(plane), c.time)), 0.0, atol=1e-9)
+    # the mean-only option keeps the gradient
+    c1 = R.km2a_constraints(g, time_mean="detector")
+    assert np.abs(np.asarray(R.project(jnp.asarray(plane), c1.time))).max() > 1.0
+    with pytest.raises(ValueError, match="plane.*geometry"):
+        R.km2a_constraints(n_ed=10, n_md=2, time_mean="plane")
