@@ -187,6 +187,9 @@ def main(argv=None):
     ap.add_argument("--min-hits", type=int, default=20)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--lr-decay", type=float, default=0.5, help="LearnConfig.lr_decay")
+    ap.add_argument("--profile", nargs="*", default=[],
+                    help="Shower fields re-optimised per event in the response steps "
+                         "(LearnConfig.profile), e.g. log10_energy")
     ap.add_argument("--wcda-pond-scale", action="store_true",
                     help="WCDA: each pond's mean efficiency fixed at its true value (the "
                          "single-muon peak of each pond) and only the cells within a pond learned "
@@ -247,7 +250,7 @@ def main(argv=None):
         steps = max(args.min_steps, int(np.ceil(args.epochs * n / args.batch_size)))
         lc = LearnConfig(fields=FIELDS[det], n_outer=args.n_outer, n_steps=steps,
                          batch_size=args.batch_size, min_hits=args.min_hits, seed=args.seed,
-                         lr_decay=args.lr_decay)
+                         lr_decay=args.lr_decay, profile=tuple(args.profile))
         t0 = time.perf_counter()
         learned, hist = learn_response(sub, geos, start, cfg, lc, constraints={det: cons},
                                        truth={d: truth[d] for d in dets}, progress=False,

@@ -103,7 +103,8 @@ def cmd_calibrate(args) -> int:
         f.strip() for f in args.fields.split(",") if f.strip())
     lcfg = LearnConfig(fields=fields, n_outer=args.n_outer, n_steps=args.n_steps,
                        batch_size=args.batch_size, learning_rate=args.learning_rate,
-                       seed=args.seed, learn_min_hits=args.learn_min_hits)
+                       seed=args.seed, learn_min_hits=args.learn_min_hits,
+                       profile=tuple(f.strip() for f in args.profile.split(",") if f.strip()))
     try:
         lcfg.fields_of(cfg.detectors)
     except ValueError as err:
@@ -184,6 +185,10 @@ def add_parser(subparsers):
     s.add_argument("--learn-min-hits", type=int, default=0,
                    help="learn only channels with at least this many hits in the period (the "
                         "others keep their starting values)")
+    s.add_argument("--profile", default="",
+                   help="comma list of Shower fields re-optimised per event inside the response "
+                        "steps (e.g. log10_energy: needed for a telescope efficiency, which is "
+                        "strongly coupled to the energy; calib.learn.LearnConfig.profile)")
     s.add_argument("--max-events", type=int, default=None,
                    help="use at most this many events (memory: ~140 kB per KM2A event)")
     s.add_argument("--n-ed", type=int, default=None, help="active EDs per event (default 768)")

@@ -134,6 +134,13 @@ class LearnConfig:
         ``cfg.km2a_compound``): charges below about this many particles are scored with the
         exact compound Poisson–gamma density, which keeps the gains of channels hit by single
         particles unbiased (0: the fit's scaled Poisson, biased there; module docstring)
+    profile : Shower fields (e.g. ``("log10_energy",)``) re-optimised for every event of a
+        minibatch inside each response step (``profile_steps`` damped Newton steps at the
+        current response, held fixed for the gradient: the profile likelihood's gradient by the
+        envelope theorem). For parameters strongly coupled to a shower field — a telescope's
+        efficiency and the energy, when that telescope measures the energy better than the
+        ground array — plain alternation recovers only part of the change per outer iteration
+        (measured: a telescope 15% low learned as 7% low after 3 outer iterations)
     """
 
     fields: Optional[tuple] = None
@@ -149,6 +156,8 @@ class LearnConfig:
     learn_min_hits: int = 0
     seed: int = 0
     compound_particles: float = 8.0
+    profile: tuple = ()
+    profile_steps: int = 3
 
     def fields_of(self, detectors) -> dict:
         """{detector: tuple of learned raw fields} for the fitted ``detectors``."""
@@ -306,15 +315,44 @@ def _build(trainable, frozen, masks, nominal, constraints, learn_fields):
 def _step_fn(cfg, lcfg: LearnConfig, learn_key):
     """(jitted step, optimizer), cached on what the step depends on (not n_outer, n_steps...)."""
     return _step_fn_cached(cfg, float(lcfg.learning_rate), float(lcfg.lr_decay),
-                           int(lcfg.n_steps), bool(lcfg.prior), learn_key)
+                           int(lcfg.n_steps), bool(lcfg.prior), learn_key, tuple(lcfg.profile),
+                           int(lcfg.profile_steps))
+
+
+def _profiled(nll_fn, fields, n_steps):
+    """f(shower, data) -> shower with ``fields`` moved by ``n_steps`` damped Newton steps on the
+    event's nll (steps clipped to ±0.2 in each field's units; no step where the curvature is not
+    positive), held fixed for gradients (stop_gradient)."""
+    if not fields:
+        return lambda s, d: s
+
+    def run(shower, data):
+        def f(x):
+            return nll_fn(shower._replace(**{k: getattr(shower, k) + x[i]
+                                            for i, k in enumerate(fields)}), data)
+
+        x = jnp.zeros(len(fields), jnp.result_type(shower.log10_energy))
+        for _ in range(n_steps):
+            g = jax.grad(f)(x)
+            h = jax.hessian(f)(x)
+            h = h + 1e-6 * jnp.eye(len(fields), dtype=x.dtype) * jnp.maximum(jnp.trace(h), 1.0)
+            dx = -jnp.linalg.solve(h, g)
+            ok = jnp.all(jnp.isfinite(dx)) & jnp.all(jnp.linalg.eigvalsh(h) > 0)
+            x = x + jnp.where(ok, jnp.clip(dx, -0.2, 0.2), 0.0)
+        x = jax.lax.stop_gradient(x)
+        return shower._replace(**{k: getattr(shower, k) + x[i] for i, k in enumerate(fields)})
+
+    return run
 
 
 @lru_cache(maxsize=8)
-def _step_fn_cached(cfg, learning_rate, lr_decay, n_steps, use_prior, learn_key):
+def _step_fn_cached(cfg, learning_rate, lr_decay, n_steps, use_prior, learn_key, profile=(),
+                    profile_steps=3):
     from joint.reconstruct import nll_function
 
     learn_fields = dict(learn_key)
     nll_fn = nll_function(cfg)
+    prof = _profiled(nll_fn, profile, profile_steps)
     # the step size of outer iteration k is learning_rate · lr_decay^k (the count lives in the
     # optimiser state, so a resumed run continues the same schedule)
     schedule = optax.exponential_decay(learning_rate, transition_steps=max(n_steps, 1),
@@ -324,7 +362,11 @@ def _step_fn_cached(cfg, learning_rate, lr_decay, n_steps, use_prior, learn_key)
     def loss_fn(trainable, frozen, masks, nominal, constraints, geos, showers, blocks, weight,
                 n_total):
         resps = _build(trainable, frozen, masks, nominal, constraints, learn_fields)
-        vals = jax.vmap(lambda s, b: nll_fn(s, select_channels(cfg, b, geos, resps, s)))(showers, blocks)
+        def one(s, b):
+            data = select_channels(cfg, b, geos, resps, s)
+            return nll_fn(prof(s, data), data)
+
+        vals = jax.vmap(one)(showers, blocks)
         vals = jnp.where(weight > 0, vals, 0.0)
         loss = jnp.sum(weight * vals) / jnp.maximum(jnp.sum(weight), 1.0)
         if use_prior:
@@ -436,8 +478,8 @@ def learn_response(batch, geometry: dict, nominal: dict, cfg=None, lcfg: LearnCo
         ``joint.reconstruct.detector_setup``); a KM2A-only run may pass the KM2A objects
     cfg : ``joint.reconstruct.ReconstructionConfig`` of the shower fits (default: KM2A, hadron)
     lcfg : :class:`LearnConfig`
-    constraints : {detector: Constraints} (default ``calib.response.default_constraints`` of
-        each geometry: means over the live channels)
+    constraints : {detector: Constraints} (detectors not given: ``calib.response.
+        default_constraints`` of their geometry: means over the live channels, time planes)
     init : {detector: Response} to start from (default: the nominal Response)
     truth : {detector: Response} of the simulation (tests, benchmarks): the history then has the
         rms error against it per outer iteration (:func:`response_errors` on the monitored
@@ -476,8 +518,8 @@ def learn_response(batch, geometry: dict, nominal: dict, cfg=None, lcfg: LearnCo
     dt = _dtype(cfg)
     geos = _cast({d: geometry[d] for d in dets}, dt)
     nom = _cast({d: nominal[d] for d in dets}, dt)
-    if constraints is None:
-        constraints = {d: R.default_constraints(d, geometry[d]) for d in dets}
+    constraints = {d: (constraints or {}).get(d) or R.default_constraints(d, geometry[d])
+                   for d in dets}   # given ones, the defaults for the others
     cons = _cast({d: constraints[d] for d in dets}, dt)
     learn_fields = lcfg.fields_of(dets)
     learn_key = tuple(sorted(learn_fields.items()))

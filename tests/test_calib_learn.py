@@ -110,3 +110,25 @@ def test_checkpoint_resume_equals_uninterrupted_run(period, learned, tmp_path):
     # a checkpoint of other settings is refused with a message naming it
     with pytest.raises(ValueError, match="period.ckpt.npz.*fingerprint"):
         learn_response(*args, dataclasses.replace(lc2, seed=1), checkpoint=ckpt, progress=False)
+
+
+def test_profile_moves_the_shower_field_to_the_minimum_and_holds_it_for_gradients():
+    """LearnConfig.profile: damped Newton steps on the profiled fields at the current response;
+    the result is held fixed (stop_gradient), so the response gradient is the profile
+    likelihood's (envelope theorem)."""
+    import jax
+    from calib.learn import _profiled
+    from detectors.shower import FIELDS, Shower
+
+    s0 = Shower(**{f: jnp.asarray(0.0) for f in FIELDS})._replace(log10_energy=jnp.asarray(5.0))
+
+    def nll(s, theta):  # minimum at log10_energy = 5.3 + theta, quartic term (not one Newton step)
+        d = s.log10_energy - 5.3 - theta
+        return 40.0 * d ** 2 + 30.0 * d ** 4
+
+    prof = _profiled(nll, ("log10_energy",), 4)
+    s = prof(s0, 0.05)
+    assert float(s.log10_energy) == pytest.approx(5.35, abs=1e-3)
+    grad = jax.grad(lambda th: nll(prof(s0, th), th))(0.05)
+    assert abs(float(grad)) < 1e-2  # at the profiled minimum the total derivative vanishes
+    assert _profiled(nll, (), 3)(s0, 0.0) is s0
