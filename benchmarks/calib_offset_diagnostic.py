@@ -4,7 +4,8 @@ after calibration. Reconstructs 1000 independent protons (the test setting of
 (``benchmarks/results/calib_recovery_km2a_plane.N20000.npz``) and mixtures; then removes the
 least-squares quadric of the offsets (a + b·x + c·y + d·x² + e·y² + f·xy).
 
-Run on 2026-11-30 as two scripts (part 1, part 2; same code as below) while other benchmarks
+Run on 2026-11-30 as two scripts (part 1, part 2; the code below, with their common set-up
+moved into ``_setup``) while other benchmarks
 shared the 2 cores; output in ``benchmarks/results/calib_offset_diagnostic.txt``.
 
     .venv/bin/python benchmarks/calib_offset_diagnostic.py
@@ -17,8 +18,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def part1():
-    from benchmarks.calib_recovery import truth_responses, simulate, reco_columns, figures, DETS
+def _setup():
+    """The test sample (1000 protons, the seed of calib_recovery's test sample), the learned
+    arrays of the plane run, the fit configuration and the true KM2A Response."""
+    from benchmarks.calib_recovery import truth_responses, simulate, DETS
     from joint.reconstruct import detector_setup
     from joint.api import config_for
     det = "km2a"; dets = DETS[det]
@@ -26,8 +29,12 @@ def part1():
     truth, cons = truth_responses(det, geos, noms, 7)
     rec_t, batch_t, _ = simulate(det, 1000, 9, lays, truth, (5.5, 6.0))
     z = np.load("benchmarks/results/calib_recovery_km2a_plane.N20000.npz")
-    cfg = config_for(dets, "hadron")
-    T = truth["km2a"]
+    return geos, rec_t, batch_t, z, config_for(dets, "hadron"), truth["km2a"]
+
+
+def part1():
+    from benchmarks.calib_recovery import reco_columns, figures
+    geos, rec_t, batch_t, z, cfg, T = _setup()
     L = T._replace(**{f: z["learned." + f] for f in ("ed_gain", "md_gain", "ed_time_offset", "md_time_offset")})
     variants = {"perfect": T, "learned": L,
                 "truth gains + learned offsets": T._replace(ed_time_offset=L.ed_time_offset, md_time_offset=L.md_time_offset),
@@ -43,16 +50,8 @@ def part1():
 
 
 def part2():
-    from benchmarks.calib_recovery import truth_responses, simulate, reco_columns, figures, DETS
-    from joint.reconstruct import detector_setup
-    from joint.api import config_for
-    det = "km2a"; dets = DETS[det]
-    lays, geos, noms = detector_setup(dets)
-    truth, cons = truth_responses(det, geos, noms, 7)
-    rec_t, batch_t, _ = simulate(det, 1000, 9, lays, truth, (5.5, 6.0))
-    z = np.load("benchmarks/results/calib_recovery_km2a_plane.N20000.npz")
-    cfg = config_for(dets, "hadron")
-    T = truth["km2a"]
+    from benchmarks.calib_recovery import reco_columns, figures
+    geos, rec_t, batch_t, z, cfg, T = _setup()
     g = geos["km2a"]
     pos = np.concatenate([np.asarray(g.ed_pos), np.asarray(g.md_pos)])[:, :2] / 500.0
     A = np.column_stack([np.ones(len(pos)), pos, pos ** 2, pos[:, 0] * pos[:, 1]])

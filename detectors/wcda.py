@@ -371,8 +371,9 @@ def gof_counts(observed: Observed, expectation, geometry: Geometry, response: Re
     return [(q / f, mu / f, mask)]
 
 
-def nll(observed: Observed, expectation, geometry: Geometry, response: Response):
-    """Negative log-likelihood (scalar) of one event's WCDA cells, every valid cell."""
+def nll(observed: Observed, expectation, geometry: Geometry, response: Response, physics=None):
+    """Negative log-likelihood (scalar) of one event's WCDA cells, every valid cell. ``physics``
+    is accepted for the common detector signature (the cell likelihood has no physics option)."""
     return jnp.sum(channel_nll(observed, expectation, geometry, response))
 
 

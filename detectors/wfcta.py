@@ -365,8 +365,9 @@ def channel_nll(observed: Observed, mu, geometry: Geometry, response: Response):
     return jnp.where(p.valid & jnp.ravel(geometry.pixel_live), out, 0.0)
 
 
-def nll(observed: Observed, mu, geometry: Geometry, response: Response):
-    """Negative log-likelihood (scalar) of every valid pixel of every telescope."""
+def nll(observed: Observed, mu, geometry: Geometry, response: Response, physics=None):
+    """Negative log-likelihood (scalar) of every valid pixel of every telescope. ``physics`` is
+    accepted for the common detector signature (the pixel likelihood has no physics option)."""
     return jnp.sum(channel_nll(observed, mu, geometry, response))
 
 

@@ -111,8 +111,7 @@ def select_wcda(block, core_xy, geometry: wcda.Geometry, response: wcda.Response
 def _scoring(module, physics):
     return ScoringModel(
         predict=lambda s, d: module.predict(s, d.geometry, d.response, physics),
-        loss=(lambda e, d: module.nll(d.observed, e, d.geometry, d.response, physics))
-        if module is km2a else (lambda e, d: module.nll(d.observed, e, d.geometry, d.response)),
+        loss=lambda e, d: module.nll(d.observed, e, d.geometry, d.response, physics),
         weights=lambda e, d: module.information_weights(e, d.geometry, d.response))
 
 

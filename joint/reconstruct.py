@@ -727,6 +727,7 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
         from calib.db import CalibrationDB
 
         db = calib_db if isinstance(calib_db, CalibrationDB) else CalibrationDB(calib_db)
+        _check_calibration_covers(db, inputs, needed, calib_missing)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_suffix(output.suffix + ".part")
@@ -776,6 +777,32 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
                 log(f"{d.upper()} calibration: " + ", ".join(
                     f"{name!r} for {k} events" for name, k in counts.items()) + f" ({db.index_path})")
     return summary
+
+
+def _check_calibration_covers(db, inputs, detectors, missing):
+    """Before any fit: the database exists, and (``missing="raise"``) every event of the
+    own-schema inputs has an entry for each detector — so a run does not stop half-way
+    (G4KM2A files are checked chunk by chunk)."""
+    import uproot
+
+    from calib.db import CalibrationDBError, _group_events
+    from joint.io import file_kind
+    from joint.io.schema import TREE
+
+    if not db.index_path.exists():
+        raise CalibrationDBError(db.index_path, "entries", "does not exist: no calibration "
+                                 "database at this path (create one with lhaaso-joint calibrate)")
+    if missing != "raise":
+        return
+    for path in inputs:
+        if file_kind(path) != "own":
+            continue
+        with uproot.open(path) as f:
+            t = f[TREE]["time_mjd"].array(library="np")
+        try:
+            _group_events(db, t, sorted(detectors), "raise")
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
 
 
 def _calibration_json(db) -> str:

@@ -111,6 +111,13 @@ def test_reconstruct_picks_the_calibration_of_each_event(two_periods):
     assert summary0["events"] == N and "calibration" not in summary0
 
     # events outside every entry: a clear error before any fit, or nominal when asked
+    empty = CalibrationDB(tmp / "empty_db")
+    empty.save()
     with pytest.raises(ValueError, match="no KM2A calibration"):
         reconstruct_files(two_periods["files"], tmp / "reco_bad.root", cfg, batch_size=N,
-                          progress=False, calib_db=CalibrationDB(tmp / "empty_db"), log=None)
+                          progress=False, calib_db=empty, log=None)
+    assert not (tmp / "reco_bad.root.part").exists()  # refused before anything was fitted
+    # a database path that does not exist (a typo) is named, not taken for an empty database
+    with pytest.raises(ValueError, match="no_such_db.*does not exist"):
+        reconstruct_files(two_periods["files"], tmp / "reco_bad.root", cfg, batch_size=N,
+                          progress=False, calib_db=tmp / "no_such_db", log=None)
