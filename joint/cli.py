@@ -10,6 +10,8 @@ Subcommands:
                          schema; only triggered events are written, each with the detectors that
                          triggered (``--cores-on wcda|wfcta`` throws the cores on the ponds / in
                          the telescopes' view; ``--wfcta-clear-fraction``: WFCTA's duty cycle).
+                         ``--from-corsika FILES... --throws N`` throws CORSIKA showers onto KM2A
+                         instead (``joint/io/corsika.py``).
 * ``reconstruct``       batched fits of event files (own schema or G4KM2A) into a ``reco`` tree;
                          ``--detectors auto`` (default) fits every built detector in the file
                          jointly (events lacking one are fitted with the others), or a comma
@@ -74,8 +76,50 @@ def cmd_show(args) -> int:
     return 0
 
 
+def cmd_simulate_corsika(args) -> int:
+    """``simulate --from-corsika FILES... --throws N``: CORSIKA showers thrown onto KM2A
+    (``joint/io/corsika.py``, ``docs/corsika.md``)."""
+    from joint.io.corsika import CorsikaResponse, extra_path, write_corsika_events
+
+    dets = _parse_detectors(args.detectors) or ("km2a",)
+    if "km2a" not in dets or not set(dets) <= {"km2a", "wcda"}:
+        raise SystemExit("lhaaso-joint: --from-corsika simulates km2a (and optionally wcda): "
+                         f"--detectors {args.detectors} is not supported")
+    if args.throws < 1:
+        raise SystemExit(f"lhaaso-joint: --throws must be ≥ 1, got {args.throws}")
+    if not 0.0 <= args.core_rmin <= args.core_radius:
+        raise SystemExit("lhaaso-joint: need 0 ≤ --core-rmin ≤ --core-radius, got "
+                         f"{args.core_rmin} and {args.core_radius}")
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        print(f"lhaaso-joint: {out} exists (a finished run); skipping. Use --overwrite to redo it.")
+        return 0
+    try:
+        response = CorsikaResponse(photon_conversion=args.photon_conversion,
+                                   md_muon_threshold_gev=args.md_muon_threshold_gev)
+    except ValueError as err:
+        raise SystemExit(f"lhaaso-joint: {err}") from None
+    thinning = {"auto": None, "yes": True, "no": False}[args.corsika_thinning]
+    meta = write_corsika_events(
+        args.from_corsika, out, args.throws, overwrite=True, layout=args.layout,
+        core_rmax=args.core_radius, core_rmin=args.core_rmin, seed=args.seed, response=response,
+        run=args.run, mjd=args.mjd, wcda="wcda" in dets, thinning=thinning,
+        progress=not args.quiet)
+    levels = sorted({lv for per_file in meta["obs_level_m"] for lv in per_file})
+    print(f"wrote {meta['n_triggered']} triggered events ({meta['n_showers']} CORSIKA showers × "
+          f"{args.throws} throws = {meta['n_thrown']} thrown, {meta['n_not_triggered']} not "
+          f"triggered and not written; detectors: {','.join(dets)}) to {out}")
+    print(f"  shower development of the observation level(s) {', '.join(f'{lv:g}' for lv in levels)}"
+          f" m a.s.l. (obs_level_m); extra truth (true_md_muons, true_ed_particles, ...) in "
+          f"{extra_path(out)}")
+    return 0
+
+
 def cmd_simulate(args) -> int:
     import numpy as np
+
+    if args.from_corsika:
+        return cmd_simulate_corsika(args)
 
     from detectors.primaries import sample_primaries
     from joint.io.schema import write_events
@@ -222,6 +266,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "a telescope's axis, cores within 300 m of the telescopes")
     s.add_argument("--wfcta-clear-fraction", type=float, default=1.0,
                    help="probability that WFCTA takes data for an event (clear moonless night)")
+    c = s.add_argument_group("CORSIKA input (--from-corsika; docs/corsika.md)")
+    c.add_argument("--from-corsika", nargs="+", default=None, metavar="FILE",
+                   help="throw the showers of these CORSIKA 7 particle files (unthinned or "
+                        "thinned) onto KM2A with an approximate particle-level response, instead "
+                        "of the truth generator; uses --core-radius, --layout, --seed, --run, "
+                        "--mjd and --detectors (km2a or km2a,wcda)")
+    c.add_argument("--throws", type=int, default=10, help="throws per CORSIKA shower")
+    c.add_argument("--core-rmin", type=float, default=0.0,
+                   help="m: cores uniform over the annulus --core-rmin..--core-radius")
+    c.add_argument("--photon-conversion", type=float, default=0.5,
+                   help="probability that a photon (> 5 MeV) converts in the ED's lead [M]")
+    c.add_argument("--md-muon-threshold-gev", type=float, default=1.0,
+                   help="total muon energy needed to reach the MDs through the soil [M]")
+    c.add_argument("--corsika-thinning", default="auto", choices=("auto", "yes", "no"),
+                   help="thinned file format (auto: detected per file)")
+    c.add_argument("--overwrite", action="store_true",
+                   help="with --from-corsika: redo the run even if the output exists")
+    c.add_argument("--quiet", action="store_true", help="with --from-corsika: no progress bar")
     s.add_argument("-o", "--output", required=True)
     s.set_defaults(func=cmd_simulate)
 
