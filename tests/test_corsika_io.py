@@ -346,3 +346,22 @@ def test_bad_inputs(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "junk.dat" in err[0]
     assert not (tmp_path / "x.root").exists()
+
+
+def test_wcda_cells(proton, layout):
+    """Optional WCDA: cells hit around a core on pond 1, times at the water surface's depth."""
+    from detectors.layout import wcda_layout
+
+    wl = wcda_layout()
+    core = np.asarray(wl.pond1_centre, float)
+    cfg = C.CorsikaResponse(noise=False)
+    ev = C.throw_shower(proton, layout, core, 0.4, np.random.default_rng(3), cfg, wcda_layout=wl)
+    ids, pe, tm = ev["wcda_id"], ev["wcda_pe"], ev["wcda_time"]
+    assert len(ids) > 500 and np.all(np.isin(ids, wl.cell_id))
+    assert np.all(pe >= cfg.wcda_threshold_pe) and np.all(np.abs(tm) <= 500)
+    assert ev["wcda_particles"].sum() > 1000
+    # the cell under the core is hit early (plane front at the pond's depth: the water surface is
+    # ~23 m below the plane, so the particles arrive ~ +23 m / (c cos θ) ≈ 80 ns later)
+    near = wl.index_of(ids)[np.argmax(pe)]
+    assert np.hypot(*(wl.cell_pos[near, :2] - core)) < 60
+    assert 40 < np.median(tm[pe > 100]) < 200
