@@ -50,7 +50,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
