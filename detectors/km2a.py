@@ -16,11 +16,14 @@ Model (``expected``)
   with r₀ = 320 m [M] (PHYSICS.md §6.2, §7.3); muons also cross the EDs.
 * Mean numbers per channel: density × area × cos θ (projected area of a horizontal detector)
   × efficiency.
-* Arrival time of the first particle: plane front t₀ + delay(x) + curvature slope · r + the
-  channel's time offset, plus the lag of the first of n particles behind the front, τ(r)/n with
-  the front thickness τ(r) = τ₀ + τ₁ r; its spread σ_t² = σ_el² + (τ(r)/n)² shrinks with the
-  number of particles. n is taken from the observed charge (n = max(q/G, 1)), so the timing term
-  carries direction and t₀ information but no (mis-modelled) energy information.
+* Arrival time of the first particle: the leading edge of the front t₀ + delay(x) + the
+  curvature delay of a sphere of radius R, (sqrt(R² + r²) − R)/c, + the channel's time offset, plus the lag of the first of n particles behind it,
+  an exponential of mean T(r)/n with Linsley's front thickness T(r) = σ₀ (1 + r/r_t)^b;
+  n is taken from the observed charge (n = max(q/G, 1)), so the timing term carries direction
+  and t₀ information but no (mis-modelled) energy information. The hit time is scored with
+  the exponentially modified Gaussian of that lag (electronics jitter and a model uncertainty
+  frac · T(r) in the Gaussian), so that a late first particle costs linearly, and a front
+  shape the formulas miss widens the errors instead of biasing the direction (docs/km2a.md).
 
 Likelihood (``nll``)
 --------------------
@@ -44,8 +47,9 @@ Poisson (e^{−kμ} rather than the exact e^{−μ}), which keeps the score unbi
 Simulation (``simulate``)
 -------------------------
 Poisson particle numbers (EM and muons separately), single-particle charges from a Gamma law with
-relative width σ_q, arrival time of the first of n particles (each lagging the front by an
-exponential of mean τ(r)) plus electronics jitter, lateral-age fluctuations shower to shower,
+relative width σ_q, arrival time of the first of n particles (each lagging the leading edge by an
+exponential of mean T(r)) plus electronics jitter and the leading edge's irregularity
+(front_model_frac · T(r), Gaussian, independent per channel: what the likelihood allows for), lateral-age fluctuations shower to shower,
 noise hits at the singles rate uniformly over the readout window with the noise charge spectrum,
 dead channels (``valid`` False), saturation, the threshold and the trigger (≥ 20 EDs within
 400 ns). The fit model carries none of these fluctuations explicitly.
@@ -61,9 +65,9 @@ import jax.numpy as jnp
 import numpy as np
 from . import lateral, profile
 from .channel import (LOG_SQRT_2PI, MU_FLOOR, counting_channel_nll, delegate_fields,
-                      noise_probability)
+                      emg_time_variance, noise_probability)
 from .channel import information_weights as _information_weights
-from .shower import Shower, ground_slant_depth, shower_plane_coordinates
+from .shower import SPEED_OF_LIGHT_M_PER_NS, Shower, ground_slant_depth, shower_plane_coordinates
 
 __all__ = ["Geometry", "Response", "KM2APhysics", "Expectation", "Observed", "expected", "nll",
            "channel_nll", "simulate", "predict", "Prediction", "trigger", "fisher_stats", "information_weights",
@@ -153,8 +157,30 @@ class KM2APhysics(NamedTuple):
     muon_r0 : Greisen muon scale radius [m], 320 [M] (§6.2)
     muon_beta, muon_xi_c_gev : Heitler–Matthews (0.92 [C], 20 GeV [M]) (§7.3)
     muon_fraction : fraction of Heitler–Matthews muons above the MD threshold (~1 GeV) [M]
-    front_slope_ns_per_m : curvature delay of the front [ns/m], 0.1 (cone 0.03 m/m [U])
-    front_tau0_ns, front_tau1_ns_per_m : front thickness τ(r) = τ₀ + τ₁ r [M]
+    front_radius_m : radius of curvature of the leading edge of the front [m]: the first
+        particles at distance r from the axis lag the plane by (sqrt(R² + r²) − R)/c. 5000 m [D]:
+        the leading edge (first-of-n fit L + T/n) of CORSIKA's five 10 TeV photons at sea level
+        (corsika_77500_particle; R = r²/2cL = 4.0–6.7 km at 80–250 m,
+        benchmarks/corsika_front.py); the unthinned 100 TeV proton at 3000 m agrees within
+        1–5 ns to 250 m (not fitted on it). LHAASO's conical fit uses 0.1 ns/m (0.03 m/m [U]),
+        but that cone is fitted to hit times that include the particles' lag, which this model
+        carries separately (T/n): as a leading edge it is 2–3× too late (12.5 ns at 125 m where
+        CORSIKA's edge is 4–7 ns)
+    front_slope_ns_per_m : an extra conical delay [ns/m] of the leading edge, 0 (LHAASO's cone
+        would be 0.1 with front_radius_m = inf)
+    front_sigma0_ns, front_rt_m, front_b : front thickness (mean lag of a particle behind the
+        leading edge) T(r) = σ₀ (1 + r/r_t)^b, Linsley's shower-front thickness, σ₀ = 1.6 ns,
+        r_t = 30 m, b = 1.65 [C: J. Linsley, J. Phys. G 12 (1986) 51]; the first of n particles
+        lags by an exponential of mean T/n. Checked, not fitted, against CORSIKA ground
+        particles (benchmarks/corsika_front.py, docs/km2a.md)
+    front_model_frac : model uncertainty of the leading edge, σ_model = frac · T(r), added in
+        quadrature to the electronics jitter, 0.15 [M] (sized by the differences between the
+        cone and CORSIKA's leading edge, docs/km2a.md): a front shape no formula captures
+        widens the time errors instead of biasing the direction
+    time_emg : 1 (default): the hit time is scored with the exponentially modified Gaussian
+        of the first-particle lag (``detectors.channel.time_log_density``; an exponential late
+        tail); 0: the Gaussian of mean lag T/n and spread sqrt(σ_el² + (T/n)²) used before
+        (static Python number)
     ed_em_factor : ED signal (in single-particle units) per NKG electron, 1.6 [D]: photons
         converting in the ED's lead and the charged-particle definition of N_e make an ED count
         more than the NKG electrons; fitted on LHAASO's G4KM2A photons (the modified-NKG size of
@@ -178,9 +204,13 @@ class KM2APhysics(NamedTuple):
     muon_beta: float = 0.92
     muon_xi_c_gev: float = 20.0
     muon_fraction: float = 0.5
-    front_slope_ns_per_m: float = 0.1
-    front_tau0_ns: float = 1.5
-    front_tau1_ns_per_m: float = 0.03
+    front_radius_m: float = 5000.0
+    front_slope_ns_per_m: float = 0.0
+    front_sigma0_ns: float = 1.6
+    front_rt_m: float = 30.0
+    front_b: float = 1.65
+    front_model_frac: float = 0.15
+    time_emg: float = 1.0
     ed_core_radius_m: float = 0.5
     md_core_radius_m: float = 3.4
     ed_em_factor: float = 1.6
@@ -236,6 +266,20 @@ class Observed(NamedTuple):
 # ---------------------------------------------------------------------------------------------
 # expected signals
 # ---------------------------------------------------------------------------------------------
+def front_delay(r, physics: KM2APhysics = DEFAULT_PHYSICS):
+    """Delay [ns] of the leading edge of the front behind the plane at distance r [m] from the
+    axis: a sphere of radius R plus an optional cone (:class:`KM2APhysics`)."""
+    radius = physics.front_radius_m
+    sphere = (r * r) / (jnp.sqrt(radius * radius + r * r) + radius) / SPEED_OF_LIGHT_M_PER_NS
+    return sphere + physics.front_slope_ns_per_m * r
+
+
+def front_thickness(r, physics: KM2APhysics = DEFAULT_PHYSICS):
+    """Front thickness T(r) [ns] at distance r [m] from the axis: the mean lag of a particle
+    behind the leading edge (Linsley's σ₀ (1 + r/r_t)^b, :class:`KM2APhysics`)."""
+    return physics.front_sigma0_ns * (1.0 + jnp.maximum(r, 0.0) / physics.front_rt_m) ** physics.front_b
+
+
 def sizes(shower: Shower, physics: KM2APhysics = DEFAULT_PHYSICS, z=0.0):
     """(N_e at the ground, lateral age, N_μ in MDs) for a channel height z [m]."""
     x_g = ground_slant_depth(shower, z)
@@ -295,8 +339,7 @@ def expected(shower: Shower, geometry: Geometry, response: Response,
         geometry.md_area * cos_t * response.md_efficiency)
 
     def timing(r, delay, offset):
-        tau = physics.front_tau0_ns + physics.front_tau1_ns_per_m * r
-        return shower.t0 + delay + physics.front_slope_ns_per_m * r + offset, tau
+        return shower.t0 + delay + front_delay(r, physics) + offset, front_thickness(r, physics)
 
     ed_t, ed_tau = timing(r_ed, d_ed, response.ed_time_offset)
     md_t, md_tau = timing(r_md, d_md, response.md_time_offset)
@@ -314,17 +357,25 @@ _LOG_SQRT_2PI = LOG_SQRT_2PI
 
 
 def _channel_nll(q, t, hit, valid, mu, t_front, tau, sigma_el, gain, sigma_q, threshold,
-                 saturation, rate_hz, window_ns, noise_logpdf, compound_particles=0.0):
+                 saturation, rate_hz, window_ns, noise_logpdf, compound_particles=0.0,
+                 model_frac=0.0, emg=1.0):
     """−ln L per channel (shape of q): ``detectors.channel.counting_channel_nll`` in PE with the
-    mean G·μ and Var/mean F = G(1 + σ_q²), and the first-particle lag τ/n, n = max(q/G, 1);
-    with ``compound_particles`` > 0 small charges use the compound Poisson–gamma density."""
+    mean G·μ and Var/mean F = G(1 + σ_q²), and the first-particle lag T/n, n = max(q/G, 1):
+    exponentially modified Gaussian around the leading edge with σ² = σ_el² + (frac·T)²
+    (``emg``), or the Gaussian of mean T/n; with ``compound_particles`` > 0 small charges use
+    the compound Poisson–gamma density."""
     mu = jnp.maximum(mu, _MU_FLOOR)
     lag = tau / jnp.maximum(q / gain, 1.0)
     compound = (gain, sigma_q, compound_particles) if compound_particles > 0 else None
+    sigma2 = sigma_el ** 2 + (model_frac * tau) ** 2
+    if emg > 0:
+        t_exp, sigma_t, t_lag = t_front, jnp.sqrt(sigma2), lag
+    else:
+        t_exp, sigma_t, t_lag = t_front + lag, jnp.sqrt(sigma2 + lag ** 2), None
     return counting_channel_nll(q, t, hit, valid, gain * mu, gain * (1.0 + sigma_q ** 2),
-                                t_front + lag, jnp.sqrt(sigma_el ** 2 + lag ** 2), threshold,
+                                t_exp, sigma_t, threshold,
                                 saturation, noise_probability(rate_hz, window_ns), window_ns,
-                                noise_logpdf, compound=compound)
+                                noise_logpdf, compound=compound, t_lag=t_lag)
 
 
 def _ed_noise_logpdf(response):
@@ -341,8 +392,9 @@ def _md_noise_logpdf(response):
 
 def channel_nll(observed: Observed, expectation: Expectation, geometry: Geometry,
                 response: Response, physics: KM2APhysics = DEFAULT_PHYSICS):
-    """Per-channel −ln L: (ed (n_ed,), md (n_md,)). ``physics`` matters only through
-    ``compound_particles`` (the charge model)."""
+    """Per-channel −ln L: (ed (n_ed,), md (n_md,)). ``physics`` matters through
+    ``compound_particles`` (the charge model), ``front_model_frac`` and ``time_emg`` (the time
+    model)."""
     cp = float(physics.compound_particles)
     ed, md = observed.ed, observed.md
     ed_valid = ed.valid & jnp.asarray(geometry.ed_live)
@@ -352,13 +404,15 @@ def channel_nll(observed: Observed, expectation: Expectation, geometry: Geometry
                           response.ed_time_resolution_ns, response.ed_gain,
                           response.ed_charge_resolution, response.ed_threshold_pe,
                           response.ed_saturation_pe, response.ed_noise_rate_hz, response.window_ns,
-                          _ed_noise_logpdf(response), cp)
+                          _ed_noise_logpdf(response), cp, physics.front_model_frac,
+                          float(physics.time_emg))
     md_nll = _channel_nll(md.signal, md.time, md.hit, md_valid, expectation.md_muons,
                           expectation.md_time, expectation.md_front_tau,
                           response.md_time_resolution_ns, response.md_gain,
                           response.md_charge_resolution, response.md_threshold_pe,
                           response.md_saturation_pe, response.md_noise_rate_hz, response.window_ns,
-                          _md_noise_logpdf(response), cp)
+                          _md_noise_logpdf(response), cp, physics.front_model_frac,
+                          float(physics.time_emg))
     return ed_nll, md_nll
 
 
@@ -393,13 +447,22 @@ def _moments(p, geometry: Geometry, response: Response):
     md_live = jnp.asarray(geometry.md_live, p.md_muons.dtype)
     ed_mu = jnp.maximum(p.ed_particles, _MU_FLOOR)
     md_mu = jnp.maximum(p.md_muons, _MU_FLOOR)
+    phys = DEFAULT_PHYSICS  # the time model (frac, EMG) of the default physics
+
+    def time_var(sigma_el, tau, mu):
+        sigma2 = sigma_el ** 2 + (phys.front_model_frac * tau) ** 2
+        lag = tau / jnp.maximum(mu, 1.0)
+        if phys.time_emg > 0:
+            return emg_time_variance(jnp.sqrt(sigma2), lag)
+        return sigma2 + lag ** 2
+
     return {
         "ed_particles": (ed_mu, ed_mu * (1.0 + response.ed_charge_resolution ** 2), ed_live),
         "md_muons": (md_mu, md_mu * (1.0 + response.md_charge_resolution ** 2), md_live),
-        "ed_time": (p.ed_time, response.ed_time_resolution_ns ** 2
-                    + (p.ed_front_tau / jnp.maximum(ed_mu, 1.0)) ** 2, ed_live * -jnp.expm1(-ed_mu)),
-        "md_time": (p.md_time, response.md_time_resolution_ns ** 2
-                    + (p.md_front_tau / jnp.maximum(md_mu, 1.0)) ** 2, md_live * -jnp.expm1(-md_mu)),
+        "ed_time": (p.ed_time, time_var(response.ed_time_resolution_ns, p.ed_front_tau, ed_mu),
+                    ed_live * -jnp.expm1(-ed_mu)),
+        "md_time": (p.md_time, time_var(response.md_time_resolution_ns, p.md_front_tau, md_mu),
+                    md_live * -jnp.expm1(-md_mu)),
     }
 
 
@@ -469,8 +532,11 @@ def simulate(key, shower: Shower, geometry: Geometry, response: Response,
         shape = jnp.maximum(n / sigma_q ** 2, 1e-6)
         q_sig = jnp.where(n > 0, jax.random.gamma(k1, shape) * sigma_q ** 2 * gain, 0.0)
         q_sig = jnp.minimum(q_sig, saturation)
+        # the leading edge's irregularity the likelihood allows for (front_model_frac · T)
+        # and the electronics jitter
+        sigma_t = jnp.sqrt(sigma_el ** 2 + (phys.front_model_frac * tau) ** 2)
         t_sig = (t_front + _first_arrival(k2, n, tau)
-                 + sigma_el * jax.random.normal(k3, n.shape))
+                 + sigma_t * jax.random.normal(k3, n.shape))
         # noise hits (at most one kept per channel in the window)
         p_noise = noise_probability(rate, response.window_ns)
         has_noise = jax.random.uniform(k4, n.shape) < p_noise
@@ -491,10 +557,10 @@ def simulate(key, shower: Shower, geometry: Geometry, response: Response,
 
     r_ed, d_ed = shower_plane_coordinates(shower, geometry.ed_pos)
     r_md, d_md = shower_plane_coordinates(shower, geometry.md_pos)
-    tau_ed = phys.front_tau0_ns + phys.front_tau1_ns_per_m * r_ed
-    tau_md = phys.front_tau0_ns + phys.front_tau1_ns_per_m * r_md
-    tf_ed = shower.t0 + d_ed + phys.front_slope_ns_per_m * r_ed + response.ed_time_offset
-    tf_md = shower.t0 + d_md + phys.front_slope_ns_per_m * r_md + response.md_time_offset
+    tau_ed = front_thickness(r_ed, phys)
+    tau_md = front_thickness(r_md, phys)
+    tf_ed = shower.t0 + d_ed + front_delay(r_ed, phys) + response.ed_time_offset
+    tf_md = shower.t0 + d_md + front_delay(r_md, phys) + response.md_time_offset
     lam = response.ed_noise_pe
     ed_noise = lambda k, shp: jax.random.exponential(k, shp) * lam
     g_md = jnp.mean(response.md_gain)

@@ -19,14 +19,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from detectors import km2a, wcda, wfcta
-from detectors.shower import FIELDS, Shower
+from detectors.shower import FIELDS, SPEED_OF_LIGHT_M_PER_NS, Shower
 from joint import fit as fitmod
 from joint.likelihood import (DEFAULT_N_ED, DEFAULT_N_MD, DEFAULT_N_WCDA, detector_model,
                               joint_model, select_km2a, select_wcda, select_wfcta)
 from joint.seeds import km2a_seed, wcda_seed
 
 __all__ = ["ReconstructionConfig", "reconstruct_batch", "reconstruct_files", "km2a_observables",
-           "detector_setup"]
+           "detector_setup", "core_quality"]
 
 #: Free fields of a KM2A fit per hypothesis. Xmax is free: the lateral age carries it, and fixing
 #: it at a mean value costs energy resolution (measured: 0.16 -> 0.08 in log10 E for 100 TeV
@@ -59,7 +59,12 @@ class ReconstructionConfig:
     n_iter : fixed iterations of the first pass
     refit_iter : iterations of the second pass, run only on the events the first pass left at
         MAX_ITER, compacted into sub-batches of ``REFIT_BATCH`` (64) events so that stragglers do
-        not set the cost of the whole batch (PERFORMANCE.md §6, item 3); 0 disables it
+        not set the cost of the whole batch (PERFORMANCE.md §6, item 3); 0 disables it. The
+        second pass uses the exact Hessian (damped saddle-free Newton) whatever ``algorithm``
+        is: with the time term's exponential tail the Fisher matrix underestimates the
+        curvature of the leading edge, and scoring left 20% of the cores on the ED-free area
+        around WCDA at MAX_ITER where Newton converged 98% (issue 13, docs/km2a.md); those
+        events' covariance is then the inverse observed information
     algorithm : "scoring" (Fisher scoring, default) or "newton" (exact Hessian)
     xmax_prior : add the Gaussian Xmax prior of the hypothesis (``joint.likelihood.XmaxPrior``)
     truth_fields : Shower fields seeded from ``geometry_from`` (e.g. a WFCTA fit with the
@@ -78,6 +83,9 @@ class ReconstructionConfig:
     km2a_compound : KM2A charge model: 0 = scaled Poisson (default), > 0 = the exact compound
         Poisson–gamma density below about this many particles
         (``detectors.km2a.KM2APhysics.compound_particles``; the calibration uses 8)
+    core_scan : move the KM2A seed to the best of a grid of cores and energies around it by the
+        likelihood (:data:`CORE_SCAN_OFFSETS_M`, :data:`CORE_SCAN_ENERGY`): cores on the
+        ED-free area around WCDA and outside the array
 
     Seeds: each detector's own seed is a candidate; its energy (and the Xmax that goes with it)
     is moved to the best of ``SEED_ENERGY_SCAN`` by the nll (not for KM2A alone), and with
@@ -102,6 +110,7 @@ class ReconstructionConfig:
     geometry_from: str = "truth"
     ground_seed: bool = True
     km2a_compound: float = 0.0
+    core_scan: bool = True
 
     def __post_init__(self):
         dets = tuple(self.detectors)
@@ -157,6 +166,17 @@ def default_xmax(log10_energy, hypothesis):
 SEED_ENERGY_SCAN = (-0.6, -0.3, 0.0, 0.3, 0.6)
 #: Xmax offsets [g/cm²] tried as well when WFCTA takes part (its images constrain Xmax sharply)
 SEED_XMAX_SCAN = (-150.0, -75.0, 0.0, 75.0, 150.0)
+#: KM2A core scan (``ReconstructionConfig.core_scan``): core offsets [m] tried around the
+#: centroid seed (a 5 × 5 grid, 60 m apart) and log10-energy offsets [dex] tried with each.
+#: The charge centroid cannot lie on the ED-free area around WCDA (~300 m across), nor outside
+#: the array: a shower landing there is seeded at the bright EDs on the hole's or the array's
+#: edge, with too few particles within 100 m for its energy (hence the upward energy offsets);
+#: the likelihood of the candidates, on the channels around the seed, picks the start
+#: (CORSIKA throws with cores within 150 m of the centre all failed without it, issue 13).
+CORE_SCAN_STEP_M = 60.0
+CORE_SCAN_OFFSETS_M = tuple((CORE_SCAN_STEP_M * i, CORE_SCAN_STEP_M * j)
+                            for i in (-2, -1, 0, 1, 2) for j in (-2, -1, 0, 1, 2))
+CORE_SCAN_ENERGY = (0.0, 0.4, 0.8)
 
 
 def all_finite_shower(s):
@@ -195,6 +215,9 @@ def _pipeline(cfg: ReconstructionConfig):
         raise ValueError(f"algorithm must be 'scoring' or 'newton', got {cfg.algorithm!r}")
     term_models = {d: detector_model(d, p) for d, p in phys}
 
+    def refit_fn(shower, data):  # the same likelihood, for the exact-Hessian straggler pass
+        return model(shower, data)
+
     def terms(s, data):
         return {d: m(s, data[d]) for d, m in term_models.items()}
 
@@ -231,11 +254,28 @@ def _pipeline(cfg: ReconstructionConfig):
         pick = jax.tree_util.tree_map(lambda x: x[best], stacked)
         return pick, values[best]
 
+    def core_scan(seed, blocks, geos, resps):
+        """The seed moved to the best core × energy of the scan grid by the nll on the channels
+        around the seed (t₀ moved with the core along the seed's plane front)."""
+        data = select(blocks, geos, resps, seed)
+        nx = jnp.sin(seed.zenith) * jnp.cos(seed.azimuth)
+        ny = jnp.sin(seed.zenith) * jnp.sin(seed.azimuth)
+        trials = [finish_seed(seed._replace(
+            core_x=seed.core_x + dx, core_y=seed.core_y + dy,
+            t0=seed.t0 - (dx * nx + dy * ny) / SPEED_OF_LIGHT_M_PER_NS,
+            log10_energy=seed.log10_energy + de))
+            for dx, dy in CORE_SCAN_OFFSETS_M for de in CORE_SCAN_ENERGY]
+        stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trials)
+        values = jax.vmap(lambda t: model(t, data))(stacked)
+        values = jnp.where(jnp.isfinite(values), values, jnp.inf)
+        return jax.tree_util.tree_map(lambda x: x[jnp.argmin(values)], stacked)
+
     def prepare_one(blocks, geos, resps):
         candidates = []
         if "km2a" in cfg.detectors:
             g = geos["km2a"]
-            candidates.append(km2a_seed(blocks["km2a_ed"], blocks["km2a_md"], g.ed_pos, g.md_pos))
+            s0 = km2a_seed(blocks["km2a_ed"], blocks["km2a_md"], g.ed_pos, g.md_pos)
+            candidates.append(core_scan(s0, blocks, geos, resps) if cfg.core_scan else s0)
         if "wcda" in cfg.detectors:
             candidates.append(wcda_seed(blocks["wcda"], geos["wcda"].cell_pos, resps["wcda"]))
         if not candidates:  # WFCTA alone: geometry from the truth (truth_fields), energy scanned
@@ -265,7 +305,7 @@ def _pipeline(cfg: ReconstructionConfig):
         return seed, data
 
     prepare = jax.jit(jax.vmap(prepare_one, in_axes=(0, None, None)))
-    return prepare, nll_fn, terms
+    return prepare, nll_fn, terms, refit_fn
 
 
 def nll_function(cfg: ReconstructionConfig):
@@ -463,10 +503,10 @@ def reconstruct_batch(batch, geometry, response,
     geometry, response : {detector: Geometry / Response} (or KM2A objects for a KM2A-only run).
     """
     blocks, geos, resps = _normalise(batch, geometry, response, cfg)
-    prep, nll_fn, terms = _pipeline(cfg)
+    prep, nll_fn, terms, refit_fn = _pipeline(cfg)
     seeds, data = prep(blocks, geos, resps)
     result, info = fitmod.fit_events(nll_fn, data, seeds, cfg.fit_config, terms_fn=terms)
-    result, info = _refit_stragglers(nll_fn, terms, data, result, info, cfg)
+    result, info = _refit_stragglers(refit_fn, terms, data, result, info, cfg)
     out = {f"reco_{f}": np.asarray(getattr(result.shower, f), np.float64) for f in FIELDS}
     err = np.asarray(result.errors, np.float64)
     for j, f in enumerate(FIELDS):
@@ -490,6 +530,8 @@ def reconstruct_batch(batch, geometry, response,
         out["ne"] = np.asarray(ne, np.float64)
         out["nmu"] = np.asarray(nmu, np.float64)
         out["age"] = np.asarray(age, np.float64)
+        out.update(core_quality(out["reco_core_x"], out["reco_core_y"], geometry["km2a"]
+                                if isinstance(geometry, dict) else geometry))
     if "wcda" in cfg.detectors:
         obs = _wcda_observables_fn(cfg)(result.shower, blocks["wcda"], geos["wcda"], resps["wcda"])
         for k, v in obs.items():
@@ -502,6 +544,67 @@ def reconstruct_batch(batch, geometry, response,
     for f in FIELDS:
         out[f"seed_{f}"] = np.asarray(getattr(seeds, f), np.float64)
     return out
+
+
+#: EDs farther than this from the array centre form the outer guard ring (~30 m spacing) and
+#: do not bound the ED area of :func:`core_quality` (LHAASO's selections use the 575 m radius
+#: of the main array, PHYSICS.md §2 / G4KM2A_Reconstruction's trigger "without guard ring" [U])
+MAIN_ARRAY_RADIUS_M = 575.0
+#: an ED farther than this from the core means the core is on an ED-free area (the regular
+#: 15 m grid leaves at most ~11 m to the nearest ED; the area around WCDA is ~300 m across)
+CORE_GAP_INSIDE_M = 25.0
+
+
+def _convex_hull(xy):
+    """Counter-clockwise convex hull (monotone chain) of (n, 2) points."""
+    pts = np.unique(np.asarray(xy, np.float64), axis=0)
+    if len(pts) < 3:
+        return pts
+
+    def half(points):
+        h = []
+        for p in points:
+            while len(h) >= 2 and np.cross(h[-1] - h[-2], p - h[-2]) <= 0:
+                h.pop()
+            h.append(p)
+        return h[:-1]
+
+    return np.array(half(pts) + half(pts[::-1]))
+
+
+def core_quality(core_x, core_y, geometry) -> dict:
+    """Per-event containment flags of a KM2A core (numpy, any number of events):
+
+    core_edge_distance [m] : signed distance from the core to the edge of the ED area (the
+        convex hull of the live EDs within :data:`MAIN_ARRAY_RADIUS_M`); > 0 inside, < 0
+        outside the array
+    core_ed_gap [m] : distance from the core to the nearest live ED (large on the ED-free area
+        around WCDA)
+    core_inside : 1 when the core is inside the ED area and within :data:`CORE_GAP_INSIDE_M`
+        of an ED, else 0 — the selection users apply as LHAASO does (cores on the ponds are
+        reconstructed, but by the EDs around them; the joint fit with WCDA is the answer there)
+    """
+    pos = np.asarray(geometry.ed_pos)[:, :2]
+    live = (np.ones(len(pos), bool) if geometry.ed_live is None
+            else np.asarray(geometry.ed_live, bool))
+    main = pos[live & (np.hypot(pos[:, 0], pos[:, 1]) <= MAIN_ARRAY_RADIUS_M)]
+    hull = _convex_hull(main)
+    c = np.stack([np.asarray(core_x, np.float64), np.asarray(core_y, np.float64)], -1)
+    a, b = hull, np.roll(hull, -1, axis=0)
+    ab = b - a
+    t = np.clip(np.einsum("nkd,kd->nk", c[:, None, :] - a[None], ab) / np.sum(ab * ab, -1), 0, 1)
+    d_edge = np.min(np.linalg.norm(c[:, None, :] - (a[None] + t[..., None] * ab[None]), axis=-1),
+                    axis=1)
+    inside = np.all(np.cross(ab[None], c[:, None, :] - a[None]) >= 0, axis=1)
+    gap = np.empty(len(c))
+    for i0 in range(0, len(c), 256):  # (256, n_ed) distances at a time
+        blk = c[i0:i0 + 256]
+        gap[i0:i0 + 256] = np.sqrt(np.min(np.sum((blk[:, None, :] - pos[live][None]) ** 2, -1), 1))
+    finite = np.all(np.isfinite(c), axis=1)
+    edge = np.where(finite, np.where(inside, d_edge, -d_edge), np.nan)
+    gap = np.where(finite, gap, np.nan)
+    return {"core_edge_distance": edge, "core_ed_gap": gap,
+            "core_inside": (finite & inside & (gap <= CORE_GAP_INSIDE_M)).astype(np.int8)}
 
 
 #: size of the straggler pass's sub-batches (events left at MAX_ITER are refitted in batches of

@@ -464,6 +464,10 @@ _FIELD_UNITS = {"zenith": ("rad", "deg"), "azimuth": ("rad", "deg"), "core_x": (
                 "core_y": ("m", "m"), "xmax": ("g / cm2", "g / cm2"), "t0": ("ns", "ns")}
 
 
+#: units of other reconstruction columns
+_COLUMN_UNITS = {"core_edge_distance": "m", "core_ed_gap": "m"}
+
+
 def _field_of(name):
     for p in ("reco_", "true_", "seed_"):
         if name.startswith(p):
@@ -512,6 +516,8 @@ def events_table(reco: dict, time_mjd=None, frame_rotation_deg=0.0, location=Non
             tab[name] = val.reshape(n, k, k) if val.size == n * k * k else val
             tab[name].description = ("covariance in FIELDS order " + ", ".join(FIELDS)
                                      + " (canonical units: m, rad, log10(E/GeV), g/cm2, ns)")
+        elif name in _COLUMN_UNITS:
+            tab[name] = val.astype(np.float64) * u.Unit(_COLUMN_UNITS[name])
         elif f in _FIELD_UNITS:
             src, shown = _FIELD_UNITS[f]
             tab[name] = (val.astype(np.float64) * u.Unit(src)).to(u.Unit(shown))
