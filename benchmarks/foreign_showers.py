@@ -162,12 +162,14 @@ def main(argv=None):
     print("# sample  r[m]       n  conv% bnd | ang68° [90% CI]       | core68 m [90% CI]  | pull z  az | "
           "dlgE   sdlgE | Nmu fit / true (CORSIKA)")
     result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "throws": args.throws, "bins": []}
+    pooled = {"corsika": [], "own": []}
     t_start = time.time()
     for b, (lo, hi) in enumerate(BINS):
         entry = {"r_lo": lo, "r_hi": hi}
         rec, extra, meta = simulate_corsika([path], args.throws, layout=layout, core_rmin=lo,
                                             core_rmax=hi, seed=args.seed + 100 * b)
         out = reconstruct(rec, layout)
+        pooled["corsika"].append((rec, out))
         allsel = np.ones(len(rec["event_id"]), bool)
         inside = out["core_inside"].astype(bool)
         f_all = figures(rec, out, allsel, rng)
@@ -186,6 +188,7 @@ def main(argv=None):
         if not args.skip_own:
             own = own_simulation(lo, hi, args.own or args.throws, args.seed + 7 + 100 * b, layout)
             out_o = reconstruct(own, layout)
+            pooled["own"].append((own, out_o))
             f_o = figures(own, out_o, np.ones(len(own["event_id"]), bool), rng)
             ins_o = out_o["core_inside"].astype(bool)
             f_os = figures(own, out_o, ins_o, rng)
@@ -198,6 +201,29 @@ def main(argv=None):
                 entry["ratio_core68"] = f_all["core68"] / f_o["core68"]
                 print(f"        ratio CORSIKA/own: angle {entry['ratio_ang68']:.2f}, core {entry['ratio_core68']:.2f}")
         result["bins"].append(entry)
+    # every bin together (equal numbers per 100 m of core distance), and per event
+    result["pooled"] = {}
+    for name, parts in pooled.items():
+        if not parts:
+            continue
+        rec = {k: np.concatenate([np.asarray(r[k]) for r, _ in parts])
+               for k in ("true_core_x", "true_core_y", "true_zenith", "true_azimuth",
+                         "true_log10_energy")}
+        out = {k: np.concatenate([np.asarray(o[k]) for _, o in parts]) for k in parts[0][1]}
+        inside = out["core_inside"].astype(bool)
+        f_all = figures(rec, out, np.ones(len(inside), bool), rng)
+        f_sel = figures(rec, out, inside, rng)
+        f_sel["fraction"] = float(inside.mean())
+        result["pooled"][name] = {"all": f_all, "selected": f_sel}
+        print_row(f"{name[:7]}", 0, 400, f_all, "(all bins)")
+        print_row("  sel", 0, 400, f_sel, f"core_inside fraction {inside.mean():.2f}")
+        result["pooled"][name]["events"] = {
+            "r_true": np.hypot(rec["true_core_x"], rec["true_core_y"]).tolist(),
+            "angle_deg": angle_deg(rec["true_zenith"], rec["true_azimuth"], out["reco_zenith"],
+                                   out["reco_azimuth"]).tolist(),
+            "core_err_m": np.hypot(out["reco_core_x"] - rec["true_core_x"],
+                                   out["reco_core_y"] - rec["true_core_y"]).tolist(),
+            "status": out["status"].tolist(), "core_inside": out["core_inside"].tolist()}
     result["elapsed_s"] = time.time() - t_start
     print(f"# {result['elapsed_s']:.0f} s")
     if args.json:

@@ -166,6 +166,10 @@ class KM2APhysics(NamedTuple):
         but that cone is fitted to hit times that include the particles' lag, which this model
         carries separately (T/n): as a leading edge it is 2–3× too late (12.5 ns at 125 m where
         CORSIKA's edge is 4–7 ns)
+    md_front_radius_m : the same for the muons the MDs count, 20000 m [D]: muons come from
+        higher up, their leading edge is flatter — CORSIKA's muons (first-of-n fit, the thinned
+        0.1–1 PeV protons at sea level, corsika76900_thin) lead by L = 1–4 ns at 100–250 m where
+        the e.m. edge is 5–15 ns (R = r²/2cL ≈ 15–40 km)
     front_slope_ns_per_m : an extra conical delay [ns/m] of the leading edge, 0 (LHAASO's cone
         would be 0.1 with front_radius_m = inf)
     front_sigma0_ns, front_rt_m, front_b : front thickness (mean lag of a particle behind the
@@ -174,9 +178,10 @@ class KM2APhysics(NamedTuple):
         lags by an exponential of mean T/n. Checked, not fitted, against CORSIKA ground
         particles (benchmarks/corsika_front.py, docs/km2a.md)
     front_model_frac : model uncertainty of the leading edge, σ_model = frac · T(r), added in
-        quadrature to the electronics jitter, 0.15 [M] (sized by the differences between the
-        cone and CORSIKA's leading edge, docs/km2a.md): a front shape no formula captures
-        widens the time errors instead of biasing the direction
+        quadrature to the electronics jitter, 0.05 [D]: the rms deviation of CORSIKA's mean
+        first-of-n delays (n = 3, 10, 30; 30–300 m) from this model, in units of T, on the
+        10 TeV photons the sphere was read from (0.048; benchmarks/corsika_front.py). A front
+        shape no formula captures widens the time errors instead of biasing the direction
     time_emg : 1 (default): the hit time is scored with the exponentially modified Gaussian
         of the first-particle lag (``detectors.channel.time_log_density``; an exponential late
         tail); 0: the Gaussian of mean lag T/n and spread sqrt(σ_el² + (T/n)²) used before
@@ -205,11 +210,12 @@ class KM2APhysics(NamedTuple):
     muon_xi_c_gev: float = 20.0
     muon_fraction: float = 0.5
     front_radius_m: float = 5000.0
+    md_front_radius_m: float = 20000.0
     front_slope_ns_per_m: float = 0.0
     front_sigma0_ns: float = 1.6
     front_rt_m: float = 30.0
     front_b: float = 1.65
-    front_model_frac: float = 0.15
+    front_model_frac: float = 0.05
     time_emg: float = 1.0
     ed_core_radius_m: float = 0.5
     md_core_radius_m: float = 3.4
@@ -266,10 +272,11 @@ class Observed(NamedTuple):
 # ---------------------------------------------------------------------------------------------
 # expected signals
 # ---------------------------------------------------------------------------------------------
-def front_delay(r, physics: KM2APhysics = DEFAULT_PHYSICS):
+def front_delay(r, physics: KM2APhysics = DEFAULT_PHYSICS, muons: bool = False):
     """Delay [ns] of the leading edge of the front behind the plane at distance r [m] from the
-    axis: a sphere of radius R plus an optional cone (:class:`KM2APhysics`)."""
-    radius = physics.front_radius_m
+    axis: a sphere of radius R (``front_radius_m``; ``md_front_radius_m`` for the muon front the
+    MDs see, ``muons=True``) plus an optional cone (:class:`KM2APhysics`)."""
+    radius = physics.md_front_radius_m if muons else physics.front_radius_m
     sphere = (r * r) / (jnp.sqrt(radius * radius + r * r) + radius) / SPEED_OF_LIGHT_M_PER_NS
     return sphere + physics.front_slope_ns_per_m * r
 
@@ -339,10 +346,12 @@ def expected(shower: Shower, geometry: Geometry, response: Response,
         geometry.md_area * cos_t * response.md_efficiency)
 
     def timing(r, delay, offset):
-        return shower.t0 + delay + front_delay(r, physics) + offset, front_thickness(r, physics)
+        return shower.t0 + delay + offset, front_thickness(r, physics)
 
     ed_t, ed_tau = timing(r_ed, d_ed, response.ed_time_offset)
     md_t, md_tau = timing(r_md, d_md, response.md_time_offset)
+    ed_t = ed_t + front_delay(r_ed, physics)
+    md_t = md_t + front_delay(r_md, physics, muons=True)
     prediction = Prediction(ed_particles=ed_particles, ed_time=ed_t, ed_front_tau=ed_tau,
                             md_muons=md_muons, md_time=md_t, md_front_tau=md_tau)
     return Expectation(prediction=prediction, ed_em=ed_em,
@@ -560,7 +569,7 @@ def simulate(key, shower: Shower, geometry: Geometry, response: Response,
     tau_ed = front_thickness(r_ed, phys)
     tau_md = front_thickness(r_md, phys)
     tf_ed = shower.t0 + d_ed + front_delay(r_ed, phys) + response.ed_time_offset
-    tf_md = shower.t0 + d_md + front_delay(r_md, phys) + response.md_time_offset
+    tf_md = shower.t0 + d_md + front_delay(r_md, phys, muons=True) + response.md_time_offset
     lam = response.ed_noise_pe
     ed_noise = lambda k, shp: jax.random.exponential(k, shp) * lam
     g_md = jnp.mean(response.md_gain)
