@@ -12,7 +12,10 @@ delay of the FIRST of n particles (n = 1, 3, 10, 30, drawn from the bin's weight
 ``detectors.km2a``: a spherical leading edge (R = 5 km) plus an exponential lag of mean T(r)/n,
 T(r) = Linsley's thickness σ₀(1 + r/r_t)^b. Also the leading edge L and thickness T of
 first-of-n ≈ L + T/n (from n = 1 and 30). R was read off the leading edge of the 10 TeV photons
-at sea level (corsika_77500_particle); T is Linsley's; the other rows are checks.
+at sea level (corsika_77500_particle); T is Linsley's; the other rows are checks. Lateral
+shapes: the e± density in the shower plane against the model's modified NKG (r_m = 136 m, age and
+size fitted) and the μ± density against its Greisen shape (r₀ = 320 m, normalisation fitted),
+as data/model per distance bin.
 
 The showers cover zenith 13–44° and the observation levels 4 m and 3000 m (none at 4410 m);
 the 100 TeV proton at 3000 m is one of the showers the CORSIKA-throw benchmark reports on,
@@ -31,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analysis.shower_front import N_FIRST, shower_rows  # noqa: E402
+from analysis.shower_front import N_FIRST, lateral_rows, shower_rows  # noqa: E402
 
 def shared_corsika() -> Path:
     import os
@@ -69,7 +72,8 @@ def main(argv=None):
                 info = {"file": name, "event": k, "energy_tev": float(h["total_energy"]) / 1e3,
                         "zenith_deg": float(np.degrees(h["zenith"])), "obs_level_m": obs}
                 rows = shower_rows(h, ev.particles, thinned, rng)
-                out.append({**info, "rows": rows})
+                lat, lat_fit = lateral_rows(h, ev.particles, thinned)
+                out.append({**info, "rows": rows, "lateral": lat, "lateral_fit": lat_fit})
                 print(f"\n## {name} #{k}: {info['energy_tev']:.0f} TeV, zenith "
                       f"{info['zenith_deg']:.1f}°, obs {obs:.0f} m")
                 print(f"{'r [m]':>9s} | {'em q10':>6s} {'med':>6s} {'mean':>6s} | "
@@ -83,6 +87,12 @@ def main(argv=None):
                           f"{r.get('em_median', np.nan):6.1f} {r.get('em_mean', np.nan):6.1f} | {em} | "
                           f"{mod} | {r.get('mu_median', np.nan):6.1f} {r.get('mu_first10', np.nan):7.1f} | "
                           f"{r.get('em_L', np.nan):5.1f} {r.get('em_T', np.nan):5.1f} {r['model_T_ns']:5.1f}")
+                print(f"lateral (shower plane): modified NKG r_m = {lat_fit['r_m']:.0f} m fitted: "
+                      f"age {lat_fit['nkg_age']:.2f}, size {lat_fit['nkg_size']:.3g}; Greisen r0 = "
+                      f"{lat_fit['muon_r0']:.0f} m: N_mu {lat_fit['greisen_n_mu']:.3g}")
+                print("  r [m]    " + " ".join(f"{r['r_lo']:>4d}-{r['r_hi']:<4d}" for r in lat))
+                print("  e±  d/m  " + " ".join(f"{r['em_ratio']:9.2f}" for r in lat))
+                print("  μ±  d/m  " + " ".join(f"{r['mu_ratio']:9.2f}" for r in lat))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
         print(f"\n# written {args.json}")

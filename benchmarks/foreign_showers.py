@@ -15,7 +15,7 @@ bootstrap 90% intervals, the converged fraction, fits at a parameter bound, the 
 (1.4826 · MAD) of the angle pulls (zenith and sin θ · azimuth, converged fits), the energy bias
 (reported only: the CORSIKA shower ends at 3000 m, the model's ground is 4410 m), and — CORSIKA —
 the fitted muon number in the MDs (the model's MD muons at the fitted shower, summed over all
-MDs) next to the muons above the soil threshold that actually crossed them; then the same over
+MDs; converged fits) next to the muons above the soil threshold that actually crossed them; then the same over
 the events the quality flag ``core_inside`` selects, with the selected fraction.
 
 Throws of one shower are one shower: no constant of the fit model was fitted on it (docs/km2a.md).
@@ -87,7 +87,7 @@ def fitted_md_muons(out, layout, hypothesis="hadron"):
     phys = km2a.KM2APhysics(is_gamma=1.0 if hypothesis == "gamma" else 0.0)
     showers = Shower(**{f: np.nan_to_num(np.asarray(out[f"reco_{f}"], np.float64)) for f in FIELDS})
     fn = jax.jit(jax.vmap(lambda s: km2a.expected(s, geo, resp, phys).md_muons.sum()))
-    return np.asarray(fn(showers), np.float64)
+    return np.where(out["status"] == 0, np.asarray(fn(showers), np.float64), np.nan)
 
 
 def figures(rec, out, sel, rng):
@@ -176,9 +176,10 @@ def main(argv=None):
         f_sel = figures(rec, out, inside, rng)
         nmu_fit = fitted_md_muons(out, layout)
         nmu_true = np.asarray(extra["true_md_muons"], np.float64)
-        f_all["nmu_fit_median"] = float(np.median(nmu_fit))
-        f_all["nmu_true_median"] = float(np.median(nmu_true))
-        f_all["nmu_ratio_median"] = float(np.median(nmu_fit / np.maximum(nmu_true, 1.0)))
+        conv = out["status"] == 0  # failed fits have no fitted muon number
+        f_all["nmu_fit_median"] = float(np.median(nmu_fit[conv]))
+        f_all["nmu_true_median"] = float(np.median(nmu_true[conv]))
+        f_all["nmu_ratio_median"] = float(np.median(nmu_fit[conv] / np.maximum(nmu_true[conv], 1.0)))
         f_all["triggered"] = f"{meta['n_triggered']}/{meta['n_thrown']}"
         entry["corsika"], entry["corsika_selected"] = f_all, f_sel
         entry["corsika_selected"]["fraction"] = float(inside.mean())

@@ -33,6 +33,7 @@ def main(argv=None):
     ap.add_argument("--json", default=None)
     ap.add_argument("--layout", default="3/4", help="KM2A layout of the fit: 3/4 (what G4KM2A "
                     "simulated, default) or full")
+    ap.add_argument("--no-split", action="store_true", help="skip the random-half fits")
     ap.add_argument("--azimuth-offset-deg", type=float, default=0.0,
                     help="added to the file's Phi + 180° (1.43 = the round 360° azimuth hypothesis)")
     args = ap.parse_args(argv)
@@ -53,6 +54,25 @@ def main(argv=None):
     ang = angle_deg(out["reco_zenith"], out["reco_azimuth"], rec["true_zenith"], rec["true_azimuth"])
     seed_ang = angle_deg(out["seed_zenith"], out["seed_azimuth"], rec["true_zenith"], rec["true_azimuth"])
     core = np.hypot(out["reco_core_x"] - rec["true_core_x"], out["reco_core_y"] - rec["true_core_y"])
+    # random halves: every ED and MD of the layout in one of two halves per event (the other
+    # half's channels invalid: neither their hits nor their emptiness enter), both fitted
+    halves = None
+    if not args.no_split:
+        rng = np.random.default_rng(7)
+        n_ev = len(ang)
+        fits = []
+        ed_half = rng.random((n_ev, lay.n_ed)) < 0.5
+        md_half = rng.random((n_ev, lay.n_md)) < 0.5
+        for half in (0, 1):
+            valid = {"km2a_ed": ed_half == bool(half), "km2a_md": md_half == bool(half)}
+            b = to_event_batch(rec, km2a=lay, source=path, as_jax=False, valid=valid)
+            fits.append(reconstruct_batch(b, geo, resp, ReconstructionConfig(hypothesis="gamma")))
+        a, b2 = fits
+        halves = {
+            "apart": angle_deg(a["reco_zenith"], a["reco_azimuth"], b2["reco_zenith"], b2["reco_azimuth"]),
+            "err_a": angle_deg(a["reco_zenith"], a["reco_azimuth"], rec["true_zenith"], rec["true_azimuth"]),
+            "err_b": angle_deg(b2["reco_zenith"], b2["reco_azimuth"], rec["true_zenith"], rec["true_azimuth"]),
+            "both_converged": (a["status"] == 0) & (b2["status"] == 0)}
     e_tev = 10 ** rec["true_log10_energy"] / 1e3
     n_hit = np.asarray(batch.km2a_ed.hit).sum(1)
     print(f"# {os.path.basename(path)}: {len(ang)} G4KM2A photons, layout {args.layout}, azimuth "
@@ -60,13 +80,16 @@ def main(argv=None):
     print("# fitted on this sample: ed_em_factor 1.6, seed energy relation, noise rates; not the "
           "time model")
     print(f"{'event':>5s} {'E/TeV':>7s} {'ED hits':>7s} {'status':>6s} {'angle°':>7s} {'seed°':>6s} "
-          f"{'core m':>7s} {'E_reco/E':>8s} {'inside':>6s} {'edge m':>6s}")
+          f"{'core m':>7s} {'E_reco/E':>8s} {'inside':>6s} {'edge m':>6s}"
+          + ("" if halves is None else f" {'halves∠':>7s} {'half1°':>6s} {'half2°':>6s}"))
     order = np.argsort(-e_tev)
     for i in order:
         print(f"{int(rec['event_id'][i]):5d} {e_tev[i]:7.1f} {n_hit[i]:7d} {int(out['status'][i]):6d} "
               f"{ang[i]:7.3f} {seed_ang[i]:6.2f} {core[i]:7.1f} "
               f"{10 ** (out['reco_log10_energy'][i] - rec['true_log10_energy'][i]):8.2f} "
-              f"{int(out['core_inside'][i]):6d} {out['core_edge_distance'][i]:6.0f}")
+              f"{int(out['core_inside'][i]):6d} {out['core_edge_distance'][i]:6.0f}"
+              + ("" if halves is None else f" {halves['apart'][i]:7.3f} {halves['err_a'][i]:6.3f} "
+                 f"{halves['err_b'][i]:6.3f}"))
     hi = e_tev > 100
     dz = np.degrees(out["reco_zenith"] - rec["true_zenith"])
     daz = np.degrees((out["reco_azimuth"] - rec["true_azimuth"] + np.pi) % (2 * np.pi) - np.pi)
@@ -91,10 +114,31 @@ def main(argv=None):
     print(f"selected (core_inside): {summary['selected']}/{len(ang)}: 68% angle "
           f"{summary['ang68_selected']:.3f}°, above 100 TeV ({summary['n_selected_above_100TeV']}) "
           f"{summary['ang68_selected_above_100TeV']:.3f}°")
+    if halves is not None:
+        # pure statistics: the halves' errors are independent, each √2 the full fit's, and the
+        # angle between them √2 each half's (ratio apart/half-error ≈ 1.41); a per-event
+        # systematic makes the halves agree and both miss (ratio < 1.41)
+        ok = halves["both_converged"]
+        half_err = np.concatenate([halves["err_a"][ok], halves["err_b"][ok]])
+        summary.update({"halves_both_converged": int(ok.sum()),
+                        "halves_apart_median": float(np.median(halves["apart"][ok])),
+                        "halves_error_median": float(np.median(half_err)),
+                        "halves_apart_median_above_100TeV": float(np.median(halves["apart"][ok & hi])),
+                        "halves_error_median_above_100TeV": float(np.median(np.concatenate(
+                            [halves["err_a"][ok & hi], halves["err_b"][ok & hi]])))})
+        print(f"random halves ({ok.sum()} events, both halves converged): median angle between the "
+              f"halves {summary['halves_apart_median']:.3f}°, median error of a half "
+              f"{summary['halves_error_median']:.3f}° (ratio {summary['halves_apart_median'] / summary['halves_error_median']:.2f}; "
+              f"statistics alone: 1.41); above 100 TeV {summary['halves_apart_median_above_100TeV']:.3f}° / "
+              f"{summary['halves_error_median_above_100TeV']:.3f}°")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"machine": machine(), "date": time.strftime("%Y-%m-%d"), "summary": summary,
-                       "angle_deg": ang.tolist(), "core_m": core.tolist(), "E_TeV": e_tev.tolist()}, fh, indent=1)
+                       "angle_deg": ang.tolist(), "core_m": core.tolist(), "E_TeV": e_tev.tolist(),
+                       "event_id": np.asarray(rec["event_id"]).tolist(),
+                       "status": out["status"].tolist(), "core_inside": out["core_inside"].tolist(),
+                       **({} if halves is None else {f"halves_{k}": np.asarray(v).tolist()
+                                                     for k, v in halves.items()})}, fh, indent=1)
 
 
 if __name__ == "__main__":

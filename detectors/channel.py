@@ -44,7 +44,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import gammaln, log_ndtr
+from jax.scipy.special import erfcx, gammaln, log_ndtr
 
 __all__ = ["MU_FLOOR", "LOG_SQRT_2PI", "noise_probability", "counting_channel_nll", "time_log_density",
            "emg_time_variance",
@@ -54,6 +54,7 @@ __all__ = ["MU_FLOOR", "LOG_SQRT_2PI", "noise_probability", "counting_channel_nl
 #: floor of a mean charge [PE]: keeps logarithms finite for channels far from the core
 MU_FLOOR = 1e-6
 LOG_SQRT_2PI = float(0.5 * np.log(2 * np.pi))
+_SQRT2 = float(np.sqrt(2.0))
 
 
 def noise_probability(rate_hz, window_ns):
@@ -98,7 +99,14 @@ def time_log_density(t, t_exp, sigma_t, t_lag=None):
     tau = jnp.maximum(t_lag, sigma_t / 30.0)
     x = t - t_exp
     k = sigma_t / tau
-    return -jnp.log(tau) + 0.5 * k * k - x / tau + log_ndtr(x / sigma_t - k)
+    u = x / sigma_t
+    z = u - k
+    # z < 0 (most hits): ½k² − x/τ + ln Φ(z) = −½u² + ln(½ erfcx(−z/√2)), free of the
+    # cancellation of terms ~k²/2 (≤ 450) that costs float32 its digits; z ≥ 0: as written
+    z_neg = jnp.minimum(z, 0.0)
+    log_neg = -0.5 * u * u + jnp.log(0.5 * erfcx(-z_neg / _SQRT2))
+    log_pos = 0.5 * k * k - x / tau + log_ndtr(jnp.maximum(z, 0.0))
+    return -jnp.log(tau) + jnp.where(z < 0.0, log_neg, log_pos)
 
 
 #: Fisher information of the location of an exponentially modified Gaussian, times σ², on a

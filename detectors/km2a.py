@@ -447,7 +447,7 @@ def nll(observed: Observed, expectation: Expectation, geometry: Geometry, respon
     return jnp.sum(ed_nll) + jnp.sum(md_nll)
 
 
-def _moments(p, geometry: Geometry, response: Response):
+def _moments(p, geometry: Geometry, response: Response, physics: KM2APhysics = DEFAULT_PHYSICS):
     """(mean, variance, weight) of the four predicted quantities of a Prediction ``p``: particle
     counts (Poisson, variance inflated by the charge resolution; weight = channel alive) and
     first-particle times (Gaussian; weight = probability that the channel is hit). The one
@@ -456,7 +456,7 @@ def _moments(p, geometry: Geometry, response: Response):
     md_live = jnp.asarray(geometry.md_live, p.md_muons.dtype)
     ed_mu = jnp.maximum(p.ed_particles, _MU_FLOOR)
     md_mu = jnp.maximum(p.md_muons, _MU_FLOOR)
-    phys = DEFAULT_PHYSICS  # the time model (frac, EMG) of the default physics
+    phys = physics  # its time model (front_model_frac, time_emg)
 
     def time_var(sigma_el, tau, mu):
         sigma2 = sigma_el ** 2 + (phys.front_model_frac * tau) ** 2
@@ -475,11 +475,12 @@ def _moments(p, geometry: Geometry, response: Response):
     }
 
 
-def information_weights(expectation, geometry: Geometry, response: Response):
+def information_weights(expectation, geometry: Geometry, response: Response,
+                        physics: KM2APhysics = DEFAULT_PHYSICS):
     """Expected information of each predicted number (a pytree shaped like ``expectation``, an
     Expectation or a Prediction), for Fisher scoring (``joint.fit.ScoringModel``): weight/variance
     of :func:`_moments` for counts and times, 0 for the other fields."""
-    return _information_weights(expectation, lambda p: _moments(p, geometry, response))
+    return _information_weights(expectation, lambda p: _moments(p, geometry, response, physics))
 
 
 def fisher_stats(shower: Shower, geometry: Geometry, response: Response,
@@ -487,7 +488,7 @@ def fisher_stats(shower: Shower, geometry: Geometry, response: Response,
     """(mean, variance, weight) triples for the Cramér–Rao bound of ``joint.fit.cramer_rao``:
     the same expected information as :func:`information_weights` (see :func:`_moments`)."""
     p = predict(shower, geometry, response, physics)
-    return list(_moments(p, geometry, response).values())
+    return list(_moments(p, geometry, response, physics).values())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -390,7 +390,7 @@ def _moments(p: Prediction, geometry: Geometry, response: Response):
             "cell_time": (p.cell_time, var_t, live * -jnp.expm1(-n_part))}
 
 
-def information_weights(expectation, geometry: Geometry, response: Response):
+def information_weights(expectation, geometry: Geometry, response: Response, physics=None):
     """Expected information per predicted number (pytree like ``expectation``) for Fisher
     scoring: weight/variance of :func:`_moments` for charges and times, 0 for the nuisances
     (fano, PE per particle, front thickness)."""

@@ -379,7 +379,7 @@ def gof_counts(observed: Observed, mu, geometry: Geometry, response: Response):
              px.valid & jnp.ravel(jnp.asarray(geometry.pixel_live)))]
 
 
-def information_weights(mu, geometry: Geometry, response: Response):
+def information_weights(mu, geometry: Geometry, response: Response, physics=None):
     """Expected information per predicted mean PE: live / (F μ)."""
     return jnp.asarray(geometry.pixel_live, mu.dtype) / (response.excess_noise * jnp.maximum(mu, 1e-6))
 

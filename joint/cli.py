@@ -87,6 +87,10 @@ def cmd_simulate_corsika(args) -> int:
                          f"--detectors {args.detectors} is not supported")
     if args.throws < 1:
         raise SystemExit(f"lhaaso-joint: --throws must be ≥ 1, got {args.throws}")
+    if args.layout not in ("full", "3/4"):
+        raise SystemExit(f"lhaaso-joint: --layout must be 'full' or '3/4', got {args.layout!r}")
+    if args.seed < 0:
+        raise SystemExit(f"lhaaso-joint: --seed must be ≥ 0, got {args.seed}")
     if not 0.0 <= args.core_rmin <= args.core_radius:
         raise SystemExit("lhaaso-joint: need 0 ≤ --core-rmin ≤ --core-radius, got "
                          f"{args.core_rmin} and {args.core_radius}")

@@ -112,7 +112,7 @@ def _scoring(module, physics):
     return ScoringModel(
         predict=lambda s, d: module.predict(s, d.geometry, d.response, physics),
         loss=lambda e, d: module.nll(d.observed, e, d.geometry, d.response, physics),
-        weights=lambda e, d: module.information_weights(e, d.geometry, d.response))
+        weights=lambda e, d: module.information_weights(e, d.geometry, d.response, physics))
 
 
 class WFCTAData(NamedTuple):
@@ -212,7 +212,7 @@ def km2a_model(physics: km2a.KM2APhysics = km2a.DEFAULT_PHYSICS,
         predict=lambda s, d: (km2a.predict(s, d.geometry, d.response, physics),
                               xmax_prior_residual(s, xmax_prior)),
         loss=lambda e, d: km2a.nll(d.observed, e[0], d.geometry, d.response, physics) + 0.5 * jnp.sum(e[1] ** 2),
-        weights=lambda e, d: (km2a.information_weights(e[0], d.geometry, d.response),
+        weights=lambda e, d: (km2a.information_weights(e[0], d.geometry, d.response, physics),
                               jnp.ones_like(e[1])))
 
 

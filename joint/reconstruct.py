@@ -555,6 +555,11 @@ MAIN_ARRAY_RADIUS_M = 575.0
 CORE_GAP_INSIDE_M = 25.0
 
 
+def _cross2(a, b):
+    """z component of the cross product of 2-D vectors (last axis)."""
+    return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+
+
 def _convex_hull(xy):
     """Counter-clockwise convex hull (monotone chain) of (n, 2) points."""
     pts = np.unique(np.asarray(xy, np.float64), axis=0)
@@ -564,7 +569,7 @@ def _convex_hull(xy):
     def half(points):
         h = []
         for p in points:
-            while len(h) >= 2 and np.cross(h[-1] - h[-2], p - h[-2]) <= 0:
+            while len(h) >= 2 and _cross2(h[-1] - h[-2], p - h[-2]) <= 0:
                 h.pop()
             h.append(p)
         return h[:-1]
@@ -595,7 +600,7 @@ def core_quality(core_x, core_y, geometry) -> dict:
     t = np.clip(np.einsum("nkd,kd->nk", c[:, None, :] - a[None], ab) / np.sum(ab * ab, -1), 0, 1)
     d_edge = np.min(np.linalg.norm(c[:, None, :] - (a[None] + t[..., None] * ab[None]), axis=-1),
                     axis=1)
-    inside = np.all(np.cross(ab[None], c[:, None, :] - a[None]) >= 0, axis=1)
+    inside = np.all(_cross2(ab[None], c[:, None, :] - a[None]) >= 0, axis=1)
     gap = np.empty(len(c))
     for i0 in range(0, len(c), 256):  # (256, n_ed) distances at a time
         blk = c[i0:i0 + 256]

@@ -114,7 +114,8 @@ def _plane_fit(pos, t):
 
 def test_direction_convention_plane_fit(proton, layout):
     """The first-particle times of the hit EDs (real heights, noise, jitter) fit a plane whose
-    direction is the truth: mean offsets < 0.5° in zenith and azimuth over random rotations.
+    direction is the truth: mean offsets < 0.35° in zenith and sin θ · azimuth over random
+    rotations (measured −0.17°, −0.10°; a 1.43° azimuth convention error would be 0.49°).
     Cores where EDs surround the core within 200 m (the WCDA hole and the array edge make the
     sampling one-sided, which biases this simple fit, not the convention)."""
     cores = [(-350.0, 250.0), (250.0, 350.0), (-300.0, -300.0), (350.0, -250.0)]
@@ -137,7 +138,7 @@ def test_direction_convention_plane_fit(proton, layout):
         sep = math.degrees(math.acos(min(1.0, n @ _arrival(tr["true_zenith"], tr["true_azimuth"]))))
         assert sep < 1.5, (i, sep)
     mean = np.mean(offsets, axis=0)
-    assert np.all(np.abs(mean) < 0.5), mean
+    assert np.all(np.abs(mean) < 0.35), mean
 
 
 def test_rotation_adds_to_azimuth(proton, layout):

@@ -263,6 +263,15 @@ def _shower_from_event(path: Path, ev, run_header, thinned: bool) -> CorsikaShow
     h_obs_cm = float(heights_cm[level])
     zenith = float(h["zenith"])
     phi = float(h["azimuth"])
+    entry = f"shower {int(h['event_number'])}"
+    for field, value, ok in (("EVTH zenith", zenith, 0.0 <= zenith < 0.5 * math.pi),
+                             ("EVTH azimuth", phi, np.isfinite(phi)),
+                             ("EVTH total_energy", float(h["total_energy"]),
+                              float(h["total_energy"]) > 0),
+                             ("EVTH observation_height", h_obs_cm, np.isfinite(h_obs_cm))):
+        if not (np.isfinite(value) and ok):
+            raise EventFileError(path, field, f"has the value {value} ({entry}): not a down-going "
+                                 "shower with a finite energy and geometry", kind="file")
     if h["first_interaction_height"] < 0:            # TSTART: time counted from the entry at the top
         names = h.dtype.names
         h_start_cm = float(h["starting_height"]) if "starting_height" in names else np.nan
@@ -409,12 +418,13 @@ class CorsikaResponse:
     wcda_noise_pe: float = 1.0
 
     def __post_init__(self):
-        if not 0.0 <= self.photon_conversion <= 1.0:
+        if not 0.0 <= self.photon_conversion <= 1.0:  # NaN fails too
             raise ValueError(f"photon_conversion must be in [0, 1], got {self.photon_conversion}")
         if self.md_shape not in ("circle", "square"):
             raise ValueError(f"md_shape must be 'circle' or 'square', got {self.md_shape!r}")
-        if self.md_muon_threshold_gev < 0:
-            raise ValueError("md_muon_threshold_gev must be ≥ 0")
+        if not self.md_muon_threshold_gev >= 0:  # NaN fails too
+            raise ValueError(f"md_muon_threshold_gev must be a number ≥ 0, got "
+                             f"{self.md_muon_threshold_gev}")
 
 
 def sampling_radius(r_core, r_min: float = 2.0, fraction: float = 0.05) -> np.ndarray:
