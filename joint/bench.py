@@ -5,8 +5,8 @@ both; cores on the ponds when WCDA takes part) at one fixed energy, prepares see
 once (``joint.reconstruct.prepare``) and fits them
 
 * with the batched fitter as production runs it — ``fit_events(nll_function(cfg), data, seeds,
-  cfg.fit_config)`` then the exact-Hessian straggler pass on the events left at MAX_ITER
-  (``joint.reconstruct``; its time is in the events/s, so that the speed ratio is quoted at the
+  cfg.fit_config)`` then the straggler passes on the events left at MAX_ITER (scoring, then
+  the exact Hessian; ``joint.reconstruct.straggler_passes``; their time is in the events/s, so that the speed ratio is quoted at the
   converged fraction production reaches) — in chunks of ``batch_size`` (the last chunk is
   filled up with repeats of real events so that one compilation serves every chunk; only real
   events are counted), and
@@ -155,7 +155,7 @@ def _run(n_events, primary, log10_energy, batch_size, n_iminuit, seed, cfg, say)
 
     from joint import fit as fitmod
     from joint.io.schema import to_event_batch
-    from joint.reconstruct import _pipeline, _refit_stragglers, detector_setup, nll_function, prepare
+    from joint.reconstruct import _pipeline, detector_setup, nll_function, prepare, straggler_passes
     from joint.simulation import simulate_records
 
     fc = cfg.fit_config
@@ -206,7 +206,7 @@ def _run(n_events, primary, log10_energy, batch_size, n_iminuit, seed, cfg, say)
         """The production fit of a chunk: the scoring pass, then the exact-Hessian straggler
         pass on the events it left at MAX_ITER (``joint.reconstruct``)."""
         r, i = fitmod.fit_events(nll_fn, d, s, fc)
-        return _refit_stragglers(refit_fn, None, d, r, i, cfg)
+        return straggler_passes(nll_fn, refit_fn, None, d, r, i, cfg)
 
     t0 = time.perf_counter()
     jax.block_until_ready(production_fit(*chunks[0]))
