@@ -51,7 +51,7 @@ def test_front_shape_numbers():
 def test_first_particle_delays_agree_with_corsika(name, obs_note):
     """Mean delay of the first of n particles (n = 3, 10) at 60-200 m from the axis: the model
     (sphere + T(r)/n) within a factor 1.6 of CORSIKA, where the earlier cone (0.1 ns/m) with
-    τ = 1.5 + 0.03 r was 1.9-2.2x too late for n = 10 at 100-200 m on the 3000 m proton."""
+    τ = 1.5 + 0.03 r was 1.4-2.2x too late for n = 10 at 60-200 m on the 3000 m proton."""
     corsikaio = pytest.importorskip("corsikaio")
     path = SHARED_DATA / "corsika" / name
     if not path.exists():

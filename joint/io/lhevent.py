@@ -16,8 +16,12 @@ Mapping into the project's conventions (records of ``joint.io.schema``):
 - ``azimuth_offset_deg`` (default 0) is added to that azimuth. On ``KM2AMCTest.root`` the
   reconstructed directions of the converged events sit +1.4° in azimuth from Phi + π, i.e. at
   exactly 180° + 180°: the sample looks generated at a round geographic azimuth with Phi written
-  in CORSIKA's magnetic frame (declination at the site ≈ −1.2°, PHYSICS.md §1). Not applied by
-  default (unconfirmed); ``benchmarks/g4km2a_table.py`` reports both (BENCHMARKS.md);
+  in CORSIKA's magnetic frame: 178.571° = 180° − 1.429°, IGRF-13's declination at the site on
+  2019-12-31 (PHYSICS.md's −1.17° is IGRF's 2015 value; docs/g4km2a.md). Pass
+  ``azimuth_offset_deg=1.429`` for that convention; not applied by default (traced by the
+  number, not by G4KM2A's code); ``benchmarks/g4km2a_table.py`` reports both (BENCHMARKS.md).
+  The sample simulates the 3/4 array (every hit ED is in ED_pos_3978_Data.txt): read it with
+  ``km2a_layout("3/4")``;
 - ``true_core_x = Corex``, ``true_core_y = Corey`` (the charge centroid of the largest ED signals
   lies within a few metres of it in the same frame);
 - ``true_mass_number`` from Id: 1 (gamma) -> 0, 14 (proton) -> 1, CORSIKA nuclei A·100 + Z -> A
