@@ -130,7 +130,11 @@ def emg_time_variance(sigma_t, t_lag):
     :func:`time_log_density` (σ_t, mean lag τ): σ² for τ ≪ σ, ≈ 1.1 σ τ for τ ≫ σ — the sharp
     leading edge carries more information than the variance σ² + τ² suggests."""
     log_k = jnp.log10(jnp.maximum(t_lag, 1e-12) / sigma_t)
-    log_info = jnp.interp(log_k, _EMG_LOG10_K, np.log10(_EMG_INFO))  # log-log: ~1/k at large k
+    # log-log: ~1/k at large k; the grids in the dtype of the data (a float64 grid with float32
+    # data breaks the lowering of jnp.interp under jax_enable_x64)
+    log_k = jnp.asarray(log_k)
+    log_info = jnp.interp(log_k, jnp.asarray(_EMG_LOG10_K, log_k.dtype),
+                          jnp.asarray(np.log10(_EMG_INFO), log_k.dtype))
     info = jnp.where(log_k > 2.0, _EMG_INFO[-1] * 10.0 ** (2.0 - log_k), 10.0 ** log_info)
     return sigma_t ** 2 / info
 
