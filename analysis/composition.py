@@ -338,9 +338,9 @@ def method_configs():
     wfcta: WFCTA alone, log10 E and Xmax free, geometry fixed at a first KM2A fit, no Xmax prior;
     km2a: KM2A alone (default free fields, Xmax prior); joint: KM2A+WFCTA, every field free,
     seeded by the KM2A fit, the Xmax prior only for events without WFCTA images."""
-    from joint.api import config_for
+    from joint.config import config_for
 
-    # joint.api.config_for: the configurations of the CLI/README, so the compilations are
+    # joint.config.config_for: the configurations of the CLI/README, so the compilations are
     # shared with them (and the KM2A fit with the first fits of "wfcta" and "joint")
     return {
         "wfcta": config_for(("wfcta",), "hadron", fix=GEOMETRY_FIELDS, geometry_from="km2a"),
@@ -371,7 +371,7 @@ def simulate_sample(n_per_mass, seed, masses=MASSES, log10_energy_range=(5.5, 6.
     from joint.simulation import simulate_records
 
     if layouts is None:
-        from joint.reconstruct import detector_setup
+        from joint.config import detector_setup
 
         layouts = detector_setup(("km2a", "wfcta"))[0]
     parts, thrown = [], {}
@@ -391,33 +391,33 @@ def simulate_sample(n_per_mass, seed, masses=MASSES, log10_energy_range=(5.5, 6.
 
 def reconstruct_sample(records, batch_size=None, methods=METHODS, setup=None, progress=None):
     """Reconstruct the same records with each method (:func:`method_configs`). Every batch is
-    padded to ``batch_size`` (default ``joint.reconstruct.REFIT_BATCH``, 64, which the
+    padded to ``batch_size`` (default ``joint.pipeline.REFIT_BATCH``, 64, which the
     straggler pass uses too, so one compilation per method serves every batch).
     Returns ({method: output columns}, {method: seconds})."""
-    from joint.event import pad_batch
+    from analysis.observables import observables
+    from joint.config import detector_setup
     from joint.io.schema import to_event_batch
-    from joint.reconstruct import REFIT_BATCH, detector_setup, reconstruct_batch
+    from joint.pipeline import REFIT_BATCH, reconstruct_records
 
     batch_size = batch_size or REFIT_BATCH
     lays, geos, resps = setup or detector_setup(("km2a", "wfcta"))
     cfgs = method_configs()
     n = len(records["event_id"])
+    batch = to_event_batch(records, {"km2a": lays["km2a"], "wfcta": lays["wfcta"]}, as_jax=False)
     outs, seconds = {}, {}
     for m in methods:
         t0 = time.perf_counter()
-        cols = []
         n_batches = -(-n // batch_size)
-        for b, start in enumerate(range(0, n, batch_size)):
-            tb = time.perf_counter()
-            sub = {k: v[start:start + batch_size] for k, v in records.items()}
-            k = len(sub["event_id"])
-            batch = to_event_batch(sub, km2a=lays["km2a"], wfcta=lays["wfcta"], as_jax=False)
-            padded, _ = pad_batch(batch, batch_size)
-            out = reconstruct_batch(padded, geos, resps, cfgs[m])
-            cols.append({kk: v[:k] for kk, v in out.items()})
-            if progress and n_batches > 1 and (b < 2 or (b + 1) % 10 == 0 or b + 1 == n_batches):
-                progress(f"{m}: batch {b + 1}/{n_batches} in {time.perf_counter() - tb:.1f} s")
-        outs[m] = {kk: np.concatenate([c[kk] for c in cols]) for kk in cols[0]}
+        done = [0]
+
+        def report(k, m=m):
+            done[0] += 1
+            b = done[0]
+            if progress and n_batches > 1 and (b < 3 or b % 10 == 0 or b == n_batches):
+                progress(f"{m}: batch {b}/{n_batches} ({time.perf_counter() - t0:.1f} s)")
+
+        outs[m] = reconstruct_records(batch, geos, resps, cfgs[m], batch_size, observables,
+                                      progress=report)
         seconds[m] = time.perf_counter() - t0
         if progress:
             progress(f"reconstructed {m}: {n} events in {seconds[m]:.0f} s")
@@ -427,7 +427,7 @@ def reconstruct_sample(records, batch_size=None, methods=METHODS, setup=None, pr
 def run_sample(n_per_mass, seed, batch_size=None, progress=None, **sim_kwargs):
     """:func:`simulate_sample` then :func:`reconstruct_sample`: (records, outs, info) with info
     holding the thrown counts and the timings."""
-    from joint.reconstruct import detector_setup
+    from joint.config import detector_setup
 
     setup = detector_setup(("km2a", "wfcta"))
     t0 = time.perf_counter()

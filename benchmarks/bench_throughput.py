@@ -34,7 +34,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--n-ed", type=int, default=None, help="active EDs per event (default 768)")
     ap.add_argument("--n-md", type=int, default=None, help="active MDs per event (default 192)")
     args = ap.parse_args(argv)
-    from joint.reconstruct import ReconstructionConfig
+    from joint.config import ReconstructionConfig
 
     kw = {k: v for k, v in (("n_ed", args.n_ed), ("n_md", args.n_md)) if v is not None}
     cfg = ReconstructionConfig(hypothesis="gamma" if args.primary == "gamma" else "hadron", **kw)

@@ -22,8 +22,8 @@ def _setup():
     """The test sample (1000 protons, the seed of calib_recovery's test sample), the learned
     arrays of the plane run, the fit configuration and the true KM2A Response."""
     from benchmarks.calib_recovery import truth_responses, simulate, DETS
-    from joint.reconstruct import detector_setup
-    from joint.api import config_for
+    from joint.config import detector_setup
+    from lhaaso_joint.api import config_for
     det = "km2a"; dets = DETS[det]
     lays, geos, noms = detector_setup(dets)
     truth, cons = truth_responses(det, geos, noms, 7)

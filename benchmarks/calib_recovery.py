@@ -23,7 +23,7 @@ resolution, energy bias (mean of Δlog10 E, in %) and energy resolution.
 ``--layout 3/4`` runs KM2A on the 3/4 array of 2020-2021 (cores on it), and ``--via-db`` makes
 the "after" reconstruction go the way a user's does: the learned Response is stored as an entry
 of a calibration database (with its layout), the test events are written to a file, and
-``joint.reconstruct.reconstruct_files(calib_db=...)`` picks the entry by the events' time.
+``joint.pipeline.reconstruct_files(calib_db=...)`` picks the entry by the events' time.
 """
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ def take(batch, idx):
 def reco_columns(batch, rec, geos, resps, cfg, batch_size=256):
     """Fit the events directly (reconstruct_batch): the columns figures() needs."""
     from joint.event import pad_batch
-    from joint.reconstruct import reconstruct_batch
+    from lhaaso_joint.api import reconstruct_batch
 
     n = len(rec["event_id"])
     cols = []
@@ -139,7 +139,7 @@ def reco_columns_via_db(rec, learned, layout_name, cfg, out_dir, mjd, batch_size
 
     from calib.db import CalibrationDB, DetectorConfig, make_entry
     from joint.io.schema import write_events
-    from joint.reconstruct import reconstruct_files
+    from lhaaso_joint.api import reconstruct_files
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -202,8 +202,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     from calib.learn import LearnConfig, learn_response, response_errors
-    from joint.api import config_for
-    from joint.reconstruct import detector_setup
+    from lhaaso_joint.api import config_for
+    from joint.config import detector_setup
 
     det = args.detector
     dets = DETS[det]

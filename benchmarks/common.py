@@ -39,7 +39,7 @@ def on_array(core_x, core_y, layout, radius=20.0, n_min=3):
 
 def detector_setup(detectors):
     """({name: layout}, {name: Geometry}, {name: Response}) at nominal response, full KM2A."""
-    from joint.reconstruct import detector_setup as setup
+    from joint.config import detector_setup as setup
 
     return setup(detectors)
 
@@ -54,7 +54,8 @@ def simulate_and_reconstruct(primary, log10_energy, n_events, seed, hypothesis, 
     Returns (records, output columns, timing dict)."""
     from joint.event import pad_batch
     from joint.io.schema import to_event_batch
-    from joint.reconstruct import ReconstructionConfig, reconstruct_batch
+    from joint.config import ReconstructionConfig
+    from lhaaso_joint.api import reconstruct_batch
     from joint.simulation import simulate_records
 
     lays, geos, resps = detector_setup(detectors)
@@ -94,8 +95,9 @@ def crb_covariances(rec, hypothesis, cfg=None):
     from detectors.primaries import shower_from_truth
     from joint import fit as fitmod
     from joint.io.schema import to_event_batch
-    from joint.likelihood import select_km2a, select_wcda, xmax_prior_residual
-    from joint.reconstruct import ReconstructionConfig, GAMMA_LOG_MUON_SCALE
+    from detectors.registry import select_km2a, select_wcda
+    from joint.likelihood import xmax_prior_residual
+    from joint.config import ReconstructionConfig, GAMMA_LOG_MUON_SCALE
 
     cfg = cfg or ReconstructionConfig(hypothesis=hypothesis)
     lays, geos, resps = detector_setup(cfg.detectors)
@@ -127,7 +129,7 @@ def crb_covariances(rec, hypothesis, cfg=None):
             parts.append((wcda, d, cfg.physics_of("wcda")))
         if "wfcta" in cfg.detectors:
             from detectors import wfcta
-            from joint.likelihood import select_wfcta
+            from detectors.registry import select_wfcta
 
             d = select_wfcta(blk["wfcta"], geos["wfcta"], resps["wfcta"])
             parts.append((wfcta, d, cfg.physics_of("wfcta")))

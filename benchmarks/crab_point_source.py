@@ -83,7 +83,7 @@ def main(argv=None):
     from astropy.time import Time
 
     from joint import sky
-    from joint.reconstruct import ReconstructionConfig
+    from joint.config import ReconstructionConfig
 
     t_start = time.perf_counter()
     rho = args.frame_rotation_deg
@@ -133,7 +133,7 @@ def main(argv=None):
     say(f"# check: true directions -> ICRS, max distance to the Crab {sep_true.max():.2e} arcsec")
 
     conv = out["status"] == 0
-    from joint.reconstruct import detector_setup
+    from joint.config import detector_setup
 
     lays, _, _ = detector_setup(("km2a",))
     cut = on_array(out["reco_core_x"], out["reco_core_y"], lays["km2a"])

@@ -28,7 +28,8 @@ def main(argv=None):
     from detectors.layout import km2a_layout
     from joint import fit as fitmod
     from joint.io.schema import to_event_batch
-    from joint.reconstruct import ReconstructionConfig, nll_function, prepare
+    from joint.config import ReconstructionConfig
+    from joint.pipeline import nll_function, prepare
     from joint.simulation import simulate_records
 
     lay = km2a_layout("full")

@@ -59,7 +59,8 @@ def robust_width(x):
 def reconstruct(records, layout, batch_size=64, cfg=None):
     from joint.event import pad_batch
     from joint.io.schema import to_event_batch
-    from joint.reconstruct import ReconstructionConfig, detector_setup, reconstruct_batch
+    from joint.config import ReconstructionConfig, detector_setup
+    from lhaaso_joint.api import reconstruct_batch
 
     _, geos, resps = detector_setup(("km2a",))
     cfg = cfg or ReconstructionConfig(hypothesis="hadron")

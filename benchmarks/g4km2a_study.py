@@ -502,7 +502,7 @@ def main(argv=None):
     t_start = time.time()
     path = args.file or str(ROOT.parent / "shared/data/lhaaso/km2a/KM2AMCTest.root")
     if not os.path.exists(path):
-        from joint.demo import shared_data_dir
+        from lhaaso_joint.demo import shared_data_dir
         path = os.path.join(shared_data_dir(), "lhaaso/km2a/KM2AMCTest.root")
     truth, events, lay, full, n_thrown = load(path)
     n_ev = len(events)

@@ -12,7 +12,7 @@ them (benchmarks/g4km2a_study.py, docs/g4km2a.md); fitting with the full layout 
 
 Constants of the fit that were read off this same sample (so these figures are not fully
 independent of it): ``KM2APhysics.ed_em_factor`` = 1.6, the seed's size → energy relation
-(``joint.seeds`` energy_slope 0.85, energy_offset 2.73) and the noise rates / noise charge of
+(``detectors.seeds`` energy_slope 0.85, energy_offset 2.73) and the noise rates / noise charge of
 ``km2a.Response`` (2.5 kHz, 6.7 kHz, 12 PE). Nothing of the time model was fitted on it.
 """
 from __future__ import annotations
@@ -39,10 +39,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
     from detectors import km2a
     from detectors.layout import km2a_layout
-    from joint.demo import shared_data_dir
+    from lhaaso_joint.demo import shared_data_dir
     from joint.io import read_file
     from joint.io.schema import to_event_batch
-    from joint.reconstruct import ReconstructionConfig, reconstruct_batch
+    from joint.config import ReconstructionConfig
+    from lhaaso_joint.api import reconstruct_batch
 
     path = args.file or os.path.join(shared_data_dir(), "lhaaso/km2a/KM2AMCTest.root")
     lay = km2a_layout(args.layout)

@@ -140,13 +140,13 @@ def simulate(n, seed, log10_energy=5.0, primary="gamma", detectors=("km2a",), ch
 
 
 def _config(detectors, dtype):
-    from joint.reconstruct import ReconstructionConfig
+    from joint.config import ReconstructionConfig
 
     return ReconstructionConfig(detectors=tuple(detectors), hypothesis="gamma", dtype=dtype)
 
 
 def fit(batch, geos, resps, cfg, device):
-    from joint.reconstruct import reconstruct_batch
+    from lhaaso_joint.api import reconstruct_batch
 
     with jax.default_device(device):
         t0 = time.perf_counter()
@@ -204,7 +204,7 @@ def throughput(batch, geos, resps, n, device, detectors=("km2a",), chunk=None):
     the second are timed. With ``chunk`` (< n) the events go through in chunks of ``chunk``
     (each prepared and fitted on its own; the first chunk is the warm-up)."""
     from joint import fit as fitmod
-    from joint.reconstruct import nll_function, prepare
+    from joint.pipeline import nll_function, prepare
 
     cfg = _config(detectors, "float32")
     b = _tile(batch, n)

@@ -31,7 +31,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=71)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    from joint.reconstruct import ReconstructionConfig
+    from joint.config import ReconstructionConfig
 
     hyp = "gamma" if args.primary == "gamma" else "hadron"
     rows = []

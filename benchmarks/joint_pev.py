@@ -24,10 +24,11 @@ def main():
     ap.add_argument("--log10-energy", type=float, default=6.0)
     ap.add_argument("--seed", type=int, default=3)
     args = ap.parse_args()
-    from joint.api import config_for
+    from lhaaso_joint.api import config_for
     from joint.event import pad_batch
     from joint.io.schema import to_event_batch
-    from joint.reconstruct import detector_setup, reconstruct_batch
+    from joint.config import detector_setup
+    from lhaaso_joint.api import reconstruct_batch
     from joint.simulation import simulate_records
 
     dets = ("km2a", "wcda", "wfcta")

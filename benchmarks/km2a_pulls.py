@@ -28,7 +28,8 @@ def run(primary, n_events, seed, age_sigma, lg_range):
     from detectors.layout import km2a_layout
     from joint.event import pad_batch
     from joint.io.schema import to_event_batch
-    from joint.reconstruct import ReconstructionConfig, reconstruct_batch
+    from joint.config import ReconstructionConfig
+    from lhaaso_joint.api import reconstruct_batch
     from joint.simulation import simulate_records
 
     lay = km2a_layout("full")

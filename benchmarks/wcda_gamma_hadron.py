@@ -178,7 +178,7 @@ def main(argv=None):
 
     from analysis.gamma_hadron import combined_score, energy_matching_weights
     from detectors.layout import wcda_layout
-    from joint.reconstruct import ReconstructionConfig
+    from joint.config import ReconstructionConfig
 
     t_start = time.perf_counter()
     tree = cKDTree(wcda_layout().cell_pos[:, :2])

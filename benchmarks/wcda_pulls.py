@@ -26,7 +26,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=33)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    from joint.reconstruct import ReconstructionConfig
+    from joint.config import ReconstructionConfig
 
     print(f"# WCDA / KM2A+WCDA pulls, {time.strftime('%Y-%m-%d')}, {machine()}; {args.n_events} "
           "photons per case, cores on the ponds, age fluctuation off")

@@ -32,7 +32,7 @@ def main(argv=None):
     ap.add_argument("--age-sigma", type=float, default=0.05)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    from joint.reconstruct import ReconstructionConfig
+    from joint.config import ReconstructionConfig
 
     cfg = ReconstructionConfig(hypothesis="gamma", detectors=("wcda",))
     rows = []

@@ -89,7 +89,7 @@ def main(argv=None):
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     from detectors.shower import FIELDS
-    from joint.reconstruct import ReconstructionConfig
+    from joint.config import ReconstructionConfig
 
     cfg = ReconstructionConfig(hypothesis="hadron", detectors=("wfcta",),
                                free=("log10_energy", "xmax"), truth_fields=GEOMETRY,

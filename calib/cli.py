@@ -41,7 +41,7 @@ def read_inputs(inputs, detectors, layouts, max_events=None):
     from joint.io import read_file
     from joint.io.errors import EventFileError
     from joint.io.schema import to_event_batch
-    from joint.reconstruct import detectors_in_file
+    from joint.runner import detectors_in_file
 
     batches, n = [], 0
     for path in inputs:
@@ -78,8 +78,8 @@ def cmd_calibrate(args) -> int:
 
     from calib.db import CalibrationDB, DetectorConfig, make_entry
     from calib.learn import LearnConfig, learn_response
-    from joint.api import config_for
-    from joint.reconstruct import detector_setup
+    from lhaaso_joint.api import config_for
+    from joint.config import detector_setup
 
     dets = tuple(d.strip().lower() for d in args.detectors.split(",") if d.strip())
     known = ("km2a", "wcda", "wfcta")

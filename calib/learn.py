@@ -1,6 +1,6 @@
 """Learning a run period's detector Response from its events: optax on the summed joint nll.
 
-The same likelihood that fits the showers (``joint.reconstruct.nll_function``) is minimised over
+The same likelihood that fits the showers (``joint.pipeline.nll_function``) is minimised over
 the per-channel calibration parameters of ``calib.response`` (gains, time offsets,
 efficiencies; raw parameters, degeneracies removed by the projections inside
 ``calib.response.apply``), alternating two steps for ``n_outer`` outer iterations:
@@ -8,7 +8,7 @@ efficiencies; raw parameters, degeneracies removed by the projections inside
 (a) **showers**: every event is fitted with the current Response (``joint.fit.fit_events`` on
     the channels around its core, ``select_km2a`` / ``select_wcda`` / ``select_wfcta`` with the
     Response built from the parameters); the first outer iteration seeds with
-    ``joint.reconstruct.prepare``, later ones start from the previous fit (warm start);
+    ``joint.pipeline.prepare``, later ones start from the previous fit (warm start);
 (b) **response**: with the showers fixed, ``n_steps`` optax (adam) steps on the parameters
     minimise the mean nll over minibatches of ``batch_size`` usable events (jit-compiled
     ``value_and_grad`` of the vmapped per-event nll). Inside the loss the full Response is
@@ -79,7 +79,7 @@ from calib import response as R
 from detectors.shower import FIELDS, Shower
 from joint import fit as fitmod
 from calib.db import _atomic_write
-from joint.reconstruct import select_channels
+from joint.pipeline import select_channels
 
 __all__ = ["LearnConfig", "learn_response", "channel_hits", "response_errors", "SCALES",
            "PRIOR_SIGMA", "param_fields", "load_checkpoint"]
@@ -348,7 +348,7 @@ def _profiled(nll_fn, fields, n_steps):
 @lru_cache(maxsize=8)
 def _step_fn_cached(cfg, learning_rate, lr_decay, n_steps, use_prior, learn_key, profile=(),
                     profile_steps=3):
-    from joint.reconstruct import nll_function
+    from joint.pipeline import nll_function
 
     learn_fields = dict(learn_key)
     nll_fn = nll_function(cfg)
@@ -443,8 +443,8 @@ def load_checkpoint(path, trainable_template, opt_template):
 # ---------------------------------------------------------------------------------------------
 def _fit_all(batch, blocks, geos, resps, cfg, showers, fit_batch_size):
     """Fit every event: (Shower (N,) numpy, status (N,), nll (N,)). ``showers`` None: seeds
-    from ``joint.reconstruct.prepare``; else warm start from them on the channels around them."""
-    from joint.reconstruct import nll_function, prepare
+    from ``joint.pipeline.prepare``; else warm start from them on the channels around them."""
+    from joint.pipeline import nll_function, prepare
 
     nll_fn = nll_function(cfg)
     n = _n_events(batch)
@@ -475,8 +475,8 @@ def learn_response(batch, geometry: dict, nominal: dict, cfg=None, lcfg: LearnCo
     ----------
     batch : dense Event batch of all the events (``joint.io.schema.to_event_batch``, numpy or jax)
     geometry, nominal : {detector: Geometry}, {detector: nominal Response} (e.g.
-        ``joint.reconstruct.detector_setup``); a KM2A-only run may pass the KM2A objects
-    cfg : ``joint.reconstruct.ReconstructionConfig`` of the shower fits (default: KM2A, hadron)
+        ``joint.config.detector_setup``); a KM2A-only run may pass the KM2A objects
+    cfg : ``joint.config.ReconstructionConfig`` of the shower fits (default: KM2A, hadron)
     lcfg : :class:`LearnConfig`
     constraints : {detector: Constraints} (detectors not given: ``calib.response.
         default_constraints`` of their geometry: means over the live channels, time planes)
@@ -499,7 +499,7 @@ def learn_response(batch, geometry: dict, nominal: dict, cfg=None, lcfg: LearnCo
     """
     from tqdm import tqdm
 
-    from joint.reconstruct import ReconstructionConfig
+    from joint.config import ReconstructionConfig
 
     cfg = cfg or ReconstructionConfig()
     if "km2a" in cfg.detectors and cfg.km2a_compound != lcfg.compound_particles:

@@ -63,6 +63,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from .block import ChannelBlock
 from . import lateral, profile
 from .channel import (LOG_SQRT_2PI, MU_FLOOR, counting_channel_nll, delegate_fields,
                       emg_time_variance, noise_probability)
@@ -262,7 +263,7 @@ delegate_fields(Expectation, Prediction)
 
 
 class Observed(NamedTuple):
-    """KM2A observations of one event: ChannelBlocks of joint.event (signal [PE], time [ns], hit,
+    """KM2A observations of one event: ChannelBlocks (detectors.block) (signal [PE], time [ns], hit,
     valid, n_pulses) for the EDs and the MDs."""
 
     ed: object
@@ -494,7 +495,7 @@ def fisher_stats(shower: Shower, geometry: Geometry, response: Response,
 # ---------------------------------------------------------------------------------------------
 # simulation
 # ---------------------------------------------------------------------------------------------
-def _first_arrival(key, n, tau):
+def first_arrival(key, n, tau):
     """Lag of the first of n particles, each lagging by Exponential(τ): Exponential(τ/n)."""
     e = jax.random.exponential(key, n.shape)
     return e * tau / jnp.maximum(n, 1.0)
@@ -527,7 +528,6 @@ def simulate(key, shower: Shower, geometry: Geometry, response: Response,
     (Observed, triggered) — dense ChannelBlocks (the largest-charge hit kept per channel) and the
     trigger decision (bool scalar).
     """
-    from joint.event import ChannelBlock
 
     keys = jax.random.split(key, 16)
     phys = physics._replace(lateral_age_offset=physics.lateral_age_offset
@@ -545,7 +545,7 @@ def simulate(key, shower: Shower, geometry: Geometry, response: Response,
         # the leading edge's irregularity the likelihood allows for (front_model_frac · T)
         # and the electronics jitter
         sigma_t = jnp.sqrt(sigma_el ** 2 + (phys.front_model_frac * tau) ** 2)
-        t_sig = (t_front + _first_arrival(k2, n, tau)
+        t_sig = (t_front + first_arrival(k2, n, tau)
                  + sigma_t * jax.random.normal(k3, n.shape))
         # noise hits (at most one kept per channel in the window)
         p_noise = noise_probability(rate, response.window_ns)

@@ -60,10 +60,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .block import ChannelBlock
 from . import lateral
 from .channel import MU_FLOOR, counting_channel_nll, delegate_fields, noise_probability
 from .channel import information_weights as _information_weights
-from .km2a import _first_arrival, sizes, trigger
+from .km2a import first_arrival, sizes, trigger
 from .shower import Shower, shower_plane_coordinates
 
 __all__ = ["Geometry", "Response", "WCDAPhysics", "Prediction", "Expectation", "Observed",
@@ -247,7 +248,7 @@ delegate_fields(Expectation, Prediction)
 
 
 class Observed(NamedTuple):
-    """WCDA observations of one event: a ChannelBlock of joint.event (signal [PE, large-PMT
+    """WCDA observations of one event: a ChannelBlock (detectors.block) (signal [PE, large-PMT
     equivalent], time [ns], hit, valid, n_pulses) over the cells."""
 
     cells: object
@@ -447,7 +448,6 @@ def simulate(key, shower: Shower, geometry: Geometry, response: Response,
     -------
     (Observed, triggered)
     """
-    from joint.event import ChannelBlock
 
     keys = jax.random.split(key, 16)
     phys = physics._replace(lateral_age_offset=physics.lateral_age_offset
@@ -484,7 +484,7 @@ def simulate(key, shower: Shower, geometry: Geometry, response: Response,
     n_tot = n_em + n_mu
     tau = phys.front_tau0_ns + phys.front_tau1_ns_per_m * r
     t_front = shower.t0 + delay + phys.front_slope_ns_per_m * r + response.time_offset
-    t_sig = (t_front + _first_arrival(keys[8], n_tot, tau)
+    t_sig = (t_front + first_arrival(keys[8], n_tot, tau)
              + response.time_resolution_ns * jax.random.normal(keys[9], shape)
              + time_slewing(q_sig, response))
     # dark noise (one hit kept per cell: the larger charge)

@@ -53,6 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln, ndtr
 
+from .block import ChannelBlock
 from . import atmosphere, cherenkov, profile
 from .shower import REFERENCE_HEIGHT_M, Shower, direction, ground_slant_depth
 
@@ -396,7 +397,6 @@ def simulate(key, shower: Shower, geometry: Geometry, response: Response,
     """Sample one event's WFCTA images (see the module docstring). Returns (Observed, triggered)
     with ``triggered`` = at least one pixel with ≥ 5 × its background above it (a simple image
     trigger [M])."""
-    from joint.event import ChannelBlock
 
     k = jax.random.split(key, 6)
     phys = physics._replace(

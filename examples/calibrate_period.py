@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     from calib.learn import LearnConfig, learn_response, response_errors
     from calib import response as R
     from joint.io.schema import write_events
-    from joint.reconstruct import ReconstructionConfig, detector_setup
+    from joint.config import ReconstructionConfig, detector_setup
     from joint.simulation import simulate_records
 
     tmp = None

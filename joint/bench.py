@@ -2,11 +2,11 @@
 
 ``run_bench`` simulates events of the configured detectors (``cfg.detectors``: KM2A, WCDA or
 both; cores on the ponds when WCDA takes part) at one fixed energy, prepares seeds and active-channel data
-once (``joint.reconstruct.prepare``) and fits them
+once (``joint.pipeline.prepare``) and fits them
 
 * with the batched fitter as production runs it — ``fit_events(nll_function(cfg), data, seeds,
   cfg.fit_config)`` then the straggler passes on the events left at MAX_ITER (scoring, then
-  the exact Hessian; ``joint.reconstruct.straggler_passes``; their time is in the events/s, so that the speed ratio is quoted at the
+  the exact Hessian; ``joint.pipeline.straggler_passes``; their time is in the events/s, so that the speed ratio is quoted at the
   converged fraction production reaches) — in chunks of ``batch_size`` (the last chunk is
   filled up with repeats of real events so that one compilation serves every chunk; only real
   events are counted), and
@@ -126,14 +126,14 @@ def run_bench(n_events: int = 256, primary: str = "gamma", log10_energy: float =
     batch_size : events per call of the batched fitter.
     n_iminuit : events fitted by iminuit (the first ones; default ``min(n_events, 64)``).
     seed : simulation seed.
-    cfg : ``joint.reconstruct.ReconstructionConfig`` (default: production settings for the
+    cfg : ``joint.config.ReconstructionConfig`` (default: production settings for the
         hypothesis).
     out : printer for progress and the table (None: silent).
     """
     import iminuit  # noqa: F401  (fail early when it is missing)
 
     say = out or (lambda *_: None)
-    from joint.reconstruct import ReconstructionConfig
+    from joint.config import ReconstructionConfig
 
     if n_events < 1 or batch_size < 1:
         raise ValueError("n_events and batch_size must be positive")
@@ -155,7 +155,8 @@ def _run(n_events, primary, log10_energy, batch_size, n_iminuit, seed, cfg, say)
 
     from joint import fit as fitmod
     from joint.io.schema import to_event_batch
-    from joint.reconstruct import _pipeline, detector_setup, nll_function, prepare, straggler_passes
+    from joint.pipeline import nll_function, prepare, straggler_passes
+    from joint.config import detector_setup
     from joint.simulation import simulate_records
 
     fc = cfg.fit_config
@@ -200,13 +201,12 @@ def _run(n_events, primary, log10_energy, batch_size, n_iminuit, seed, cfg, say)
                _take(seeds, jnp.asarray(idx[k * batch_size:(k + 1) * batch_size])))
               for k in range(n_chunks)]
     jax.block_until_ready(chunks)
-    refit_fn = _pipeline(cfg)[3]
 
     def production_fit(d, s):
         """The production fit of a chunk: the scoring pass, then the exact-Hessian straggler
-        pass on the events it left at MAX_ITER (``joint.reconstruct``)."""
+        pass on the events it left at MAX_ITER (``joint.pipeline``)."""
         r, i = fitmod.fit_events(nll_fn, d, s, fc)
-        return straggler_passes(nll_fn, refit_fn, None, d, r, i, cfg)
+        return straggler_passes(nll_fn, None, d, r, i, cfg)
 
     t0 = time.perf_counter()
     jax.block_until_ready(production_fit(*chunks[0]))

@@ -15,24 +15,8 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-
-class ChannelBlock(NamedTuple):
-    """Observations of every channel of one detector (a jax pytree).
-
-    Attributes (each (n_channels,) or (B, n_channels))
-    ----------
-    signal : float [PE] — charge of the kept hit (0 where no hit).
-    time : float [ns] — time of the kept hit (0 where no hit).
-    hit : bool — the channel has at least one hit.
-    valid : bool — the channel exists and is alive (False for dead/absent channels and padding).
-    n_pulses : int — number of raw hits merged into the slot (0 where no hit).
-    """
-
-    signal: Any
-    time: Any
-    hit: Any
-    valid: Any
-    n_pulses: Any
+from detectors import registry
+from detectors.block import ChannelBlock
 
 
 class Event(NamedTuple):
@@ -40,7 +24,9 @@ class Event(NamedTuple):
 
     Attributes
     ----------
-    km2a_ed, km2a_md, wcda, wfcta : ChannelBlock or None (detector absent).
+    blocks : {block name: ChannelBlock} of the detectors that took part (block names of the
+        registry, ``detectors.registry.block_names()``: "km2a_ed", "km2a_md", "wcda", "wfcta",
+        ...). A registered block is also an attribute (``event.km2a_ed``), None when absent.
         WFCTA channels are ordered tel_index · 1024 + pixel.
     run : int
     event_id : int
@@ -48,17 +34,29 @@ class Event(NamedTuple):
     truth : dict of ``true_*`` arrays (scalars per event) or None for real data.
     """
 
-    km2a_ed: Optional[ChannelBlock]
-    km2a_md: Optional[ChannelBlock]
-    wcda: Optional[ChannelBlock]
-    wfcta: Optional[ChannelBlock]
+    blocks: dict
     run: Any
     event_id: Any
     time_mjd: Any
     truth: Optional[dict]
 
+    def __getattr__(self, name):
+        if name in registry.block_names():
+            return self.blocks.get(name)
+        raise AttributeError(f"Event has no attribute {name!r}")
 
-DETECTOR_FIELDS = ("km2a_ed", "km2a_md", "wcda", "wfcta")
+
+def make_event(blocks: dict | None = None, *, run, event_id, time_mjd, truth=None,
+               **named_blocks) -> Event:
+    """An Event from block arrays (None blocks are left out): ``make_event(km2a_ed=..., run=...)``."""
+    merged = dict(blocks or {})
+    merged.update(named_blocks)
+    unknown = set(merged) - set(registry.block_names())
+    if unknown:
+        raise ValueError(f"unknown detector blocks {sorted(unknown)}; registered: "
+                         f"{', '.join(registry.block_names())}")
+    return Event(blocks={k: v for k, v in merged.items() if v is not None}, run=run,
+                 event_id=event_id, time_mjd=time_mjd, truth=truth)
 
 
 def build_block(ids, times, pes, n_channels: int, index_map: Callable | None = None,
@@ -152,17 +150,14 @@ def stack_events(events: Sequence[Event], as_jax: bool = True) -> Event:
     """
     if len(events) == 0:
         raise ValueError("stack_events needs at least one event")
-    out = {}
-    for f in DETECTOR_FIELDS:
-        present = [getattr(e, f) is not None for e in events]
-        if any(present) and not all(present):
+    out = {"blocks": {}}
+    for f in sorted(set().union(*(e.blocks for e in events)), key=registry.block_names().index):
+        present = [f in e.blocks for e in events]
+        if not all(present):
             raise ValueError(f"detector block {f!r} present in some events but not all; "
                              "use empty_block(n, valid=False) for an absent detector")
-        if all(present):
-            out[f] = ChannelBlock(*[_stack([getattr(e, f)[i] for e in events], as_jax)
-                                    for i in range(len(ChannelBlock._fields))])
-        else:
-            out[f] = None
+        out["blocks"][f] = ChannelBlock(*[_stack([e.blocks[f][i] for e in events], as_jax)
+                                          for i in range(len(ChannelBlock._fields))])
     for f in ("run", "event_id", "time_mjd"):
         out[f] = _stack([getattr(e, f) for e in events], as_jax)
     truths = [e.truth for e in events]
@@ -204,12 +199,10 @@ def pad_batch(batch: Event, size: int):
         filler = xp.full((n_pad,) + x.shape[1:], fill, dtype=x.dtype)
         return xp.concatenate([x, filler], axis=0)
 
-    out = {}
-    for f in DETECTOR_FIELDS:
-        b = getattr(batch, f)
-        out[f] = None if b is None else ChannelBlock(
-            signal=pad_leaf(b.signal, 0), time=pad_leaf(b.time, 0), hit=pad_leaf(b.hit, False),
-            valid=pad_leaf(b.valid, False), n_pulses=pad_leaf(b.n_pulses, 0))
+    out = {"blocks": {f: ChannelBlock(
+        signal=pad_leaf(b.signal, 0), time=pad_leaf(b.time, 0), hit=pad_leaf(b.hit, False),
+        valid=pad_leaf(b.valid, False), n_pulses=pad_leaf(b.n_pulses, 0))
+        for f, b in batch.blocks.items()}}
     out["run"] = pad_leaf(batch.run, -1)
     out["event_id"] = pad_leaf(batch.event_id, -1)
     out["time_mjd"] = pad_leaf(batch.time_mjd, np.nan)

@@ -1,4 +1,10 @@
-"""Batched maximum-likelihood fitter: fixed-iteration damped Newton on the exact Hessian.
+"""Batched maximum-likelihood fitter: fixed-iteration damped Newton steps, with the curvature
+from Fisher scoring (the expected information, ``FitConfig.algorithm = "scoring"``: what the
+reconstruction pipeline runs first, ``joint.pipeline``) or from the exact Hessian
+(``"newton"``, the default of :class:`FitConfig`: any ``nll_fn``; the pipeline's last straggler
+pass). The pipeline's iteration counts are ``joint.config.ReconstructionConfig`` (12 scoring +
+12 scoring for the stragglers + 6 exact-Hessian); ``FitConfig.n_iter`` defaults to 25 for direct
+callers.
 
 The fitter knows nothing about detectors. It receives a per-event negative log-likelihood
 ``nll_fn(shower, data_one_event) -> scalar`` (pure JAX) and minimises it for a whole batch of
@@ -19,7 +25,7 @@ Why this algorithm (numbers from ``PERFORMANCE.md``)
   6 of 40 events (15 %) stalled when a step crossed the zenith; (u, v) raised the fraction
   reaching the MIGRAD minimum from 83 % to 95 % at 20 iterations. Core offsets are in units of
   100 m, t0 in 10 ns, Xmax in 100 g/cm² so that every internal coordinate is O(1).
-* **Exact Hessian, not Gauss–Newton / Fisher scoring** (§1.4, last failure): the remaining
+* **Exact Hessian where scoring fails** (§1.4, last failure): the remaining
   failure there sat on the saddle (u, v) = (0, 0) that a positive-definite Fisher matrix
   converges to. The likelihood is also non-Gaussian (Poisson counts, mixtures), so we use the
   true Hessian (forward-over-reverse, one pass gives value, gradient and Hessian) and make it
@@ -103,6 +109,8 @@ __all__ = [
     "from_internal",
     "fit_events",
     "ScoringModel",
+    "SolverState",
+    "ALGORITHMS",
     "cramer_rao",
     "pulls",
     "trace_count",
@@ -155,6 +163,9 @@ class FitConfig(NamedTuple):
     max_core : [m] bound on |core_x| and |core_y|.
     log10_energy_bounds, xmax_bounds [g/cm²], log_muon_scale_bounds : (low, high).
     step_scale : multiplies every trust-region radius (see the module docstring).
+    algorithm : "newton" (exact Hessian of ``nll_fn``, forward-over-reverse) or "scoring"
+        (Fisher scoring: ``nll_fn`` must be a :class:`ScoringModel`; the curvature is Jᵀ W J of
+        its predictions, several times cheaper per iteration, docs/fitter.md).
     """
 
     free: tuple = DEFAULT_FREE
@@ -171,6 +182,22 @@ class FitConfig(NamedTuple):
     xmax_bounds: tuple = (100.0, 1500.0)
     log_muon_scale_bounds: tuple = (-10.0, 5.0)
     step_scale: float = 1.0
+    algorithm: str = "newton"
+
+
+#: the fitter's algorithms (:attr:`FitConfig.algorithm`)
+ALGORITHMS = ("newton", "scoring")
+
+
+class SolverState(NamedTuple):
+    """The per-event state carried through the iterations (internal coordinates, p free)."""
+
+    theta: jnp.ndarray      # (p,) current point
+    fval: jnp.ndarray       # nll at theta (+inf before the seed is evaluated)
+    grad: jnp.ndarray       # (p,) gradient at theta
+    hess: jnp.ndarray       # (p, p) curvature at theta (exact Hessian or expected information)
+    lam: jnp.ndarray        # Marquardt damping
+    last: jnp.ndarray       # int32: last iteration that improved the nll by more than tol
 
 
 class FitResult(NamedTuple):
@@ -386,7 +413,7 @@ def _fit_one(nll_fn, terms_fn, config, data, seed):
     def f(theta):
         return nll_fn(from_internal(theta, seed, config), data)
 
-    if isinstance(nll_fn, ScoringModel):
+    if config.algorithm == "scoring":
         def value_grad_hess(theta):
             # Fisher scoring: J = d(prediction)/dθ by forward mode (p passes of the model only),
             # gradient = Jᵀ ∂loss/∂prediction (exact), curvature = Jᵀ W J (expected information)
@@ -418,14 +445,14 @@ def _fit_one(nll_fn, terms_fn, config, data, seed):
     def all_finite(*xs):
         return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in xs]))
 
-    def body(state, k):
+    def body(state: SolverState, k):
         theta, fval, grad, hess, lam, last = state
         step = _damped_step(grad, hess, lam, max_step)
         trial, _ = _project(theta + step, lo, hi, names, config)
         ft, gt, ht = (x.astype(dtype) for x in value_grad_hess(trial))
         ok = all_finite(ft, gt, ht) & ((ft < fval) | ~jnp.isfinite(fval))
         progress = ok & ((fval - ft > config.tol) | ~jnp.isfinite(fval))
-        new = (
+        new = SolverState(
             jnp.where(ok, trial, theta),
             jnp.where(ok, ft, fval),
             jnp.where(ok, gt, grad),
@@ -440,8 +467,9 @@ def _fit_one(nll_fn, terms_fn, config, data, seed):
     # Iteration 0 evaluates the seed itself: with f = +inf and g = 0 its step is zero and its
     # trial is accepted whenever finite. Folding it into the scan keeps one copy of the
     # (expensive to compile) value+gradient+Hessian graph.
-    state0 = (theta0, jnp.asarray(jnp.inf, dtype), jnp.zeros(p, dtype), jnp.eye(p, dtype=dtype),
-              jnp.asarray(config.lambda0, dtype), jnp.asarray(0, jnp.int32))
+    state0 = SolverState(theta0, jnp.asarray(jnp.inf, dtype), jnp.zeros(p, dtype),
+                         jnp.eye(p, dtype=dtype), jnp.asarray(config.lambda0, dtype),
+                         jnp.asarray(0, jnp.int32))
     (theta, fval, grad, hess, _, last), _ = lax.scan(
         body, state0, jnp.arange(config.n_iter + 1, dtype=jnp.int32))
 
@@ -488,7 +516,7 @@ class ScoringModel(NamedTuple):
         predictions that only enter the loss as nuisances.
 
     Calling the model gives the nll, so it can be used wherever an ``nll_fn`` is expected. With
-    a ScoringModel :func:`fit_events` replaces the exact Hessian by Jᵀ W J (J by forward mode
+    ``FitConfig(algorithm="scoring")`` :func:`fit_events` replaces the exact Hessian by Jᵀ W J (J by forward mode
     through ``predict`` only), which is several times cheaper per iteration (docs/fitter.md),
     and the covariance is the inverse expected information at the minimum.
     """
@@ -531,6 +559,11 @@ def fit_events(nll_fn: Callable[[Shower, Any], jnp.ndarray], data: Any, seeds: S
     (NaN data, divergent fits): see the status codes.
     """
     _check_free(config)
+    if config.algorithm not in ALGORITHMS:
+        raise ValueError(f"FitConfig.algorithm must be one of {ALGORITHMS}, got {config.algorithm!r}")
+    if config.algorithm == "scoring" and not isinstance(nll_fn, ScoringModel):
+        raise TypeError("FitConfig.algorithm='scoring' needs a joint.fit.ScoringModel "
+                        f"(predict, loss, weights), got {type(nll_fn).__name__}")
     if not isinstance(seeds, Shower):
         raise TypeError(f"seeds must be a detectors.shower.Shower, got {type(seeds).__name__}")
     seeds = Shower(*[jnp.asarray(x) for x in seeds])

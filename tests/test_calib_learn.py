@@ -6,7 +6,7 @@ import pytest
 
 from calib import response as R
 from calib.learn import LearnConfig, learn_response, response_errors
-from joint.reconstruct import ReconstructionConfig, detector_setup
+from joint.config import ReconstructionConfig, detector_setup
 
 N_EVENTS = 64
 GAIN_SPREAD = 0.2      # σ of ln(gain / nominal): a 20% spread

@@ -31,7 +31,7 @@ def _true_response(layout, seed, dead_ed=()):
 
 @pytest.fixture(scope="module")
 def two_periods(tmp_path_factory):
-    from joint.api import simulate
+    from lhaaso_joint.api import simulate
 
     tmp = tmp_path_factory.mktemp("periods")
     lay34 = km2a_layout("3/4")
@@ -73,8 +73,9 @@ def test_setups_use_each_periods_layout_and_response(two_periods):
 
 @pytest.mark.slow
 def test_reconstruct_picks_the_calibration_of_each_event(two_periods):
-    from joint.api import read_reco
-    from joint.reconstruct import ReconstructionConfig, reconstruct_files
+    from lhaaso_joint.api import read_reco
+    from joint.config import ReconstructionConfig
+    from lhaaso_joint.api import reconstruct_files
     from benchmarks.common import angle_deg
 
     tmp, db = two_periods["tmp"], two_periods["db"]

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from joint.cli import main
+from lhaaso_joint.cli import main
 from joint.io.schema import read_events
 
 

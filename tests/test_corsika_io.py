@@ -300,7 +300,7 @@ def test_round_trip_and_extra(tmp_path, layout):
 
 
 def test_cli_from_corsika(tmp_path, capsys):
-    from joint.cli import main
+    from lhaaso_joint.cli import main
     from joint.io.schema import read_events
 
     _need(UNTHINNED)
@@ -341,7 +341,7 @@ def test_bad_inputs(tmp_path, capsys):
     with pytest.raises(EventFileError, match="noevents.dat: has no showers"):
         C.read_corsika(noev)
     # the CLI: one line naming the file, exit status 2
-    from joint.cli import main
+    from lhaaso_joint.cli import main
     assert main(["simulate", "--from-corsika", str(junk), "--throws", "1", "--quiet",
                  "-o", str(tmp_path / "x.root")]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -21,7 +21,8 @@ def fitted():
     from joint.event import pad_batch
     from joint.io.corsika import simulate_corsika
     from joint.io.schema import to_event_batch
-    from joint.reconstruct import ReconstructionConfig, detector_setup, reconstruct_batch
+    from joint.config import ReconstructionConfig, detector_setup
+    from lhaaso_joint.api import reconstruct_batch
 
     lay = km2a_layout("full")
     parts = [simulate_corsika([PROTON], 8, layout=lay, core_rmin=lo, core_rmax=hi, seed=s)

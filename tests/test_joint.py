@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from joint.cli import main
+from lhaaso_joint.cli import main
 
 
 def test_deviance_moments_match_a_poisson_sample():
@@ -63,7 +63,7 @@ def test_joint_km2a_wfcta_from_the_command_line_with_nights_without_wfcta(tmp_pa
     import astropy.units as u
     import uproot
 
-    from joint.api import read_reco
+    from lhaaso_joint.api import read_reco
 
     src = tmp_path / "joint.root"
     assert main(["simulate", "--detectors", "km2a,wfcta", "--cores-on", "wfcta", "--primary",

@@ -73,8 +73,9 @@ def test_lateral_shape_and_size_agree_with_g4km2a(shared_data):
 def test_noise_hits_do_not_pull_the_fit():
     """The same simulated event fitted with and without 300 extra random noise hits (±5 µs,
     on empty EDs): the fitted direction and core move by a small fraction of their errors."""
-    from joint.event import ChannelBlock
-    from joint.reconstruct import ReconstructionConfig, reconstruct_batch
+    from detectors.block import ChannelBlock
+    from joint.config import ReconstructionConfig
+    from lhaaso_joint.api import reconstruct_batch
     from joint.simulation import simulate_km2a_blocks
 
     lay = km2a_layout("full")

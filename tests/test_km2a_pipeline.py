@@ -7,10 +7,11 @@ import uproot
 from detectors import km2a
 from detectors.layout import km2a_layout
 from detectors.shower import FIELDS, direction
-from joint.cli import main
+from lhaaso_joint.cli import main
 from joint.event import pad_batch
 from joint.io.schema import read_events, to_event_batch, write_events
-from joint.reconstruct import ReconstructionConfig, reconstruct_batch
+from joint.config import ReconstructionConfig
+from lhaaso_joint.api import reconstruct_batch
 from joint.simulation import simulate_records
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from detectors.layout import km2a_layout
 from detectors.shower import SPEED_OF_LIGHT_M_PER_NS, Shower, shower_plane_coordinates
-from joint.event import ChannelBlock
-from joint.seeds import densest_window, km2a_seed, seed_batch, to_particles
+from detectors.block import ChannelBlock
+from detectors.seeds import densest_window, km2a_seed, seed_batch, to_particles
 
 
 _jit_seed = jax.jit(lambda b, pos: km2a_seed(b, None, pos))  # one compilation, shared

@@ -75,7 +75,7 @@ def test_first_particle_delays_agree_with_corsika(name, obs_note):
 
 def test_core_quality_flags():
     from detectors.layout import km2a_layout
-    from joint.reconstruct import core_quality
+    from analysis.observables import core_quality
 
     lay = km2a_layout("full")
     geo = km2a.Geometry.from_layout(lay)

@@ -114,7 +114,8 @@ def test_timing_pulls_at_truth(setup):
 def test_wcda_pipeline_photons_on_ponds(tmp_path):
     """WCDA-only: simulate → write → read → fit 48 photons at 10 TeV: converged, resolutions
     in range, the output columns of issue 4 present and sensible."""
-    from joint.reconstruct import ReconstructionConfig, reconstruct_files
+    from joint.config import ReconstructionConfig
+    from lhaaso_joint.api import reconstruct_files
     from joint.simulation import simulate_records
     from joint.io.schema import write_events
     import uproot
@@ -171,7 +172,7 @@ def test_wcda_pulls_small_sample():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from common import simulate_and_reconstruct
     from km2a_pulls import pull_stats
-    from joint.reconstruct import ReconstructionConfig
+    from joint.config import ReconstructionConfig
 
     cfg = ReconstructionConfig(hypothesis="gamma", detectors=("wcda",))
     rec, out, _ = simulate_and_reconstruct("gamma", None, 96, 8, "gamma", cfg=cfg, detectors=("wcda",),

@@ -118,7 +118,7 @@ def test_xmax_fit_with_geometry_from_truth_reaches_the_bound_on_model_showers():
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from common import simulate_and_reconstruct
-    from joint.reconstruct import ReconstructionConfig
+    from joint.config import ReconstructionConfig
 
     cfg = ReconstructionConfig(hypothesis="hadron", detectors=("wfcta",),
                                free=("log10_energy", "xmax"),
@@ -140,7 +140,7 @@ def test_xmax_fit_with_geometry_from_truth_reaches_the_bound_on_model_showers():
 
 
 def test_wfcta_from_the_command_line(tmp_path, capsys):
-    from joint.cli import main
+    from lhaaso_joint.cli import main
     import uproot
 
     src = tmp_path / "wfcta.root"

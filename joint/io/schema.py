@@ -41,24 +41,30 @@ from typing import Mapping
 
 import numpy as np
 
-from joint.event import Event, build_block, stack_events
+from detectors import registry
+from detectors.block import ChannelBlock
+from joint.event import Event, build_batch_block
 from joint.io.errors import EventFileError, open_tree
 
 TREE = "events"
 SCALARS = {"run": np.int32, "event_id": np.int64, "time_mjd": np.float64}
 TRUTH = ("true_core_x", "true_core_y", "true_zenith", "true_azimuth", "true_log10_energy",
          "true_xmax", "true_log_muon_scale", "true_t0", "true_mass_number")
-#: hit groups: group -> {field: dtype}; the branch is f"{group}_{field}"
-GROUPS = {
-    "km2a_ed": {"id": np.int32, "time": np.float64, "pe": np.float32},
-    "km2a_md": {"id": np.int32, "time": np.float64, "pe": np.float32},
-    "wcda": {"id": np.int32, "time": np.float64, "pe": np.float32},
-    "wfcta": {"tel": np.int16, "pix": np.int16, "pe": np.float32},
-}
-OPTIONAL_FIELDS = {"wfcta": {"time": np.float64}}
-#: optional per-event presence flags: branch -> the hit groups it masks
-PRESENCE = {"present_km2a": ("km2a_ed", "km2a_md"), "present_wcda": ("wcda",),
-            "present_wfcta": ("wfcta",)}
+
+
+def groups() -> dict:
+    """Hit groups of the registered detectors: {block name: {field: dtype}} (the branch is
+    f"{group}_{field}"; ``detectors.registry``)."""
+    return {b.name: dict(b.fields) for s in registry.specs() for b in s.blocks}
+
+
+def optional_fields() -> dict:
+    return {b.name: dict(b.optional) for s in registry.specs() for b in s.blocks if b.optional}
+
+
+def presence() -> dict:
+    """Optional per-event presence flags: branch -> the hit groups it masks."""
+    return {s.presence: s.block_names for s in registry.specs()}
 
 
 def _ak():
@@ -68,13 +74,13 @@ def _ak():
 
 def groups_present(records: Mapping) -> list[str]:
     """Hit groups with at least one branch in ``records``."""
-    return [g for g in GROUPS if any(f"{g}_{f}" in records for f in GROUPS[g])]
+    return [g for g, fs in groups().items() if any(f"{g}_{f}" in records for f in fs)]
 
 
 def _check_group(records: Mapping, group: str, source, n: int) -> None:
     """All fields of a present group exist, have n entries and equal jagged lengths; no NaN."""
     ak = _ak()
-    fields = list(GROUPS[group]) + [f for f in OPTIONAL_FIELDS.get(group, {})
+    fields = list(groups()[group]) + [f for f in optional_fields().get(group, {})
                                     if f"{group}_{f}" in records]
     ref_name, ref_counts = None, None
     for f in fields:
@@ -124,7 +130,7 @@ def validate_records(records: Mapping, source="<records>") -> int:
     for t in have_truth:
         if len(records[t]) != n:
             raise EventFileError(source, t, f"has {len(records[t])} entries, expected {n}")
-    for p in PRESENCE:
+    for p in presence():
         if p in records and len(records[p]) != n:
             raise EventFileError(source, p, f"has {len(records[p])} entries, expected {n}")
     for g in groups_present(records):
@@ -132,44 +138,47 @@ def validate_records(records: Mapping, source="<records>") -> int:
     return n
 
 
-def check_ids(records: Mapping, source="<records>", km2a=None, wcda=None, wfcta=None) -> None:
-    """Raise EventFileError if a hit id is not a channel of the given layouts."""
+def check_ids(records: Mapping, source="<records>", layouts: Mapping | None = None,
+              **named_layouts) -> None:
+    """Raise EventFileError if a hit id is not a channel of the given layouts
+    ({detector: layout}, or as keywords ``km2a=..., wcda=...``)."""
     ak = _ak()
-    checks = []
-    if km2a is not None:
-        checks += [("km2a_ed_id", km2a.ed_index_of), ("km2a_md_id", km2a.md_index_of)]
-    if wcda is not None:
-        checks += [("wcda_id", wcda.index_of)]
-    for name, fn in checks:
-        if name not in records:
-            continue
-        arr = records[name]
-        flat = ak.to_numpy(ak.flatten(arr)).astype(np.int64)
-        try:
-            fn(flat)
-        except ValueError as err:
-            counts = ak.to_numpy(ak.num(arr, axis=1))
-            bad = _first_bad(flat, fn)
-            entry = int(np.searchsorted(np.cumsum(counts), bad, side="right"))
-            raise EventFileError(source, name, f"has an id outside the layout in entry {entry} "
-                                 f"({err})") from None
-    if wfcta is not None and "wfcta_tel" in records:
-        tel = ak.to_numpy(ak.flatten(records["wfcta_tel"])).astype(np.int64)
-        pix = ak.to_numpy(ak.flatten(records["wfcta_pix"])).astype(np.int64)
-        try:
-            wfcta.index_of(tel, pix)
-        except ValueError as err:
-            which = "wfcta_tel" if not np.isin(tel, wfcta.tel_id).all() else "wfcta_pix"
-            raise EventFileError(source, which, f"has an id outside the layout ({err})") from None
+    layouts = _layouts(layouts, named_layouts)
+    for spec in registry.specs(layouts):
+        lay = layouts[spec.name]
+        for b in spec.blocks:
+            if f"{b.name}_{b.key}" not in records:
+                continue
+            ids = {f: ak.to_numpy(ak.flatten(records[f"{b.name}_{f}"])).astype(np.int64)
+                   for f in b.fields if f not in ("time", "pe")}
+            try:
+                b.index(lay, ids)
+            except ValueError as err:
+                counts = ak.to_numpy(ak.num(records[f"{b.name}_{b.key}"], axis=1))
+                bad, which = _first_bad(ids, lambda h: b.index(lay, h))
+                entry = int(np.searchsorted(np.cumsum(counts), bad, side="right"))
+                raise EventFileError(source, f"{b.name}_{which}", "has an id outside the layout "
+                                     f"in entry {entry} ({err})") from None
 
 
-def _first_bad(flat, fn) -> int:
-    for i, v in enumerate(flat):
+def _layouts(layouts, named) -> dict:
+    out = {k: v for k, v in dict(layouts or {}).items() if v is not None}
+    out.update({k: v for k, v in named.items() if v is not None})
+    for k in out:
+        registry.get(k)
+    return out
+
+
+def _first_bad(ids: dict, fn) -> tuple:
+    """(index of the first hit whose ids ``fn`` rejects, the id field that is wrong)."""
+    n = len(next(iter(ids.values())))
+    for i in range(n):
         try:
-            fn(np.array([v]))
-        except ValueError:
-            return i
-    return 0
+            fn({f: v[i:i + 1] for f, v in ids.items()})
+        except ValueError as err:
+            names = [f for f in ids if f in str(err).lower()]
+            return i, (names[0] if len(ids) > 1 and names else next(iter(ids)))
+    return 0, next(iter(ids))
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,12 +201,12 @@ def write_events(path, records: Mapping) -> None:
     for t in TRUTH:
         if t in records:
             data[t] = np.asarray(records[t], dtype=np.float64)
-    for p in PRESENCE:
+    for p in presence():
         if p in records:
             data[p] = np.asarray(records[p]).astype(np.int8)
     for g in groups_present(records):
-        fields = dict(GROUPS[g])
-        fields.update({f: dt for f, dt in OPTIONAL_FIELDS.get(g, {}).items()
+        fields = dict(groups()[g])
+        fields.update({f: dt for f, dt in optional_fields().get(g, {}).items()
                        if f"{g}_{f}" in records})
         data[g] = ak.zip({f: ak.values_astype(ak.Array(records[f"{g}_{f}"]), dt)
                           for f, dt in fields.items()})
@@ -208,7 +217,8 @@ def write_events(path, records: Mapping) -> None:
             tree.extend(data)
 
 
-def read_events(path, km2a=None, wcda=None, wfcta=None, entry_start=None, entry_stop=None) -> dict:
+def read_events(path, layouts: Mapping | None = None, entry_start=None, entry_stop=None,
+                **named_layouts) -> dict:
     """Read a file of the own schema into a records dict (see module docstring).
 
     ``entry_start``/``entry_stop`` read a slice of events (streaming large files in chunks).
@@ -225,103 +235,85 @@ def read_events(path, km2a=None, wcda=None, wfcta=None, entry_start=None, entry_
         for name in SCALARS:
             if name not in keys:
                 raise EventFileError(path, name, "is missing")
-        wanted = [k for k in keys if k in SCALARS or k in TRUTH or k in PRESENCE
-                  or any(k.startswith(g + "_") for g in GROUPS)]
+        wanted = [k for k in keys if k in SCALARS or k in TRUTH or k in presence()
+                  or any(k.startswith(g + "_") for g in groups())]
         arrays = tree.arrays(wanted, library="ak", entry_start=entry_start, entry_stop=entry_stop)
     records = {}
     for k in wanted:
-        if k in SCALARS or k in TRUTH or k in PRESENCE:
+        if k in SCALARS or k in TRUTH or k in presence():
             records[k] = ak.to_numpy(arrays[k])
         else:
             records[k] = arrays[k]
     validate_records(records, source=path)
-    check_ids(records, path, km2a=km2a, wcda=wcda, wfcta=wfcta)
+    check_ids(records, path, _layouts(layouts, named_layouts))
     return records
 
 
 # --------------------------------------------------------------------------------------------
 # records -> dense Events
 # --------------------------------------------------------------------------------------------
-def to_events(records: Mapping, km2a=None, wcda=None, wfcta=None, source="<records>",
-              valid: Mapping | None = None) -> list[Event]:
+def _hit_arrays(records: Mapping, spec, b, lay, present):
+    """(counts per event, dense index, time, pe) of the flat hits of block ``b``."""
+    ak = _ak()
+    counts = ak.to_numpy(ak.num(records[f"{b.name}_{b.key}"], axis=1))
+    pe = ak.to_numpy(ak.flatten(records[f"{b.name}_pe"])).astype(np.float64)
+    tm = (ak.to_numpy(ak.flatten(records[f"{b.name}_time"])).astype(np.float64)
+          if f"{b.name}_time" in records else np.zeros(pe.size))
+    ids = {f: ak.to_numpy(ak.flatten(records[f"{b.name}_{f}"])).astype(np.int64)
+           for f in b.fields if f not in ("time", "pe")}
+    return counts, np.asarray(b.index(lay, ids), np.int64), tm, pe
+
+
+def to_events(records: Mapping, layouts: Mapping | None = None, source="<records>",
+              valid: Mapping | None = None, **named_layouts) -> list[Event]:
     """Dense per-event Events from records; a detector block is built only when its layout is
-    given AND its group is in the records (otherwise None).
+    given ({detector: layout} or keywords ``km2a=...``) AND its group is in the records.
 
     ``valid`` optionally maps a block name ("km2a_ed", "km2a_md", "wcda", "wfcta") to a
     (n_channels,) bool mask of live channels. Unknown ids raise EventFileError naming ``source``.
     """
-    ak = _ak()
-    n = validate_records(records, source)
-    check_ids(records, source, km2a=km2a, wcda=wcda, wfcta=wfcta)
-    valid = dict(valid or {})
-    present = set(groups_present(records))
-    specs = _specs(km2a, wcda, wfcta)
-    lists = {}
-    for g, (n_ch, fn, key) in specs.items():
-        if g not in present:
-            continue
-        counts = ak.to_numpy(ak.num(records[f"{g}_{key}"], axis=1))
-        split = np.cumsum(counts)[:-1]
-        pe = np.split(ak.to_numpy(ak.flatten(records[f"{g}_pe"])).astype(np.float64), split)
-        if f"{g}_time" in records:
-            tm = np.split(ak.to_numpy(ak.flatten(records[f"{g}_time"])).astype(np.float64), split)
-        else:
-            tm = [np.zeros(c) for c in counts]
-        if g == "wfcta":
-            tel = ak.to_numpy(ak.flatten(records["wfcta_tel"])).astype(np.int64)
-            pix = ak.to_numpy(ak.flatten(records["wfcta_pix"])).astype(np.int64)
-            idx = np.split(wfcta.index_of(tel, pix), split)
-        else:
-            idx = np.split(fn(ak.to_numpy(ak.flatten(records[f"{g}_{key}"])).astype(np.int64)),
-                           split)
-        lists[g] = [_mask_absent(build_block(idx[i], tm[i], pe[i], n_ch, None, valid.get(g)),
-                                 records, g, i) for i in range(n)]
-    have_truth = all(t in records for t in TRUTH)
-    events = []
-    for i in range(n):
-        truth = ({t: np.float64(records[t][i]) for t in TRUTH} if have_truth else None)
-        events.append(Event(
-            km2a_ed=lists.get("km2a_ed", [None] * n)[i], km2a_md=lists.get("km2a_md", [None] * n)[i],
-            wcda=lists.get("wcda", [None] * n)[i], wfcta=lists.get("wfcta", [None] * n)[i],
-            run=np.int32(records["run"][i]), event_id=np.int64(records["event_id"][i]),
-            time_mjd=np.float64(records["time_mjd"][i]), truth=truth))
-    return events
+    batch = to_event_batch(records, layouts, source=source, valid=valid, as_jax=False,
+                           **named_layouts)
+    n = len(records["run"])
+    return [jax_free_take(batch, i) for i in range(n)]
 
 
-def to_event_batch(records: Mapping, km2a=None, wcda=None, wfcta=None, source="<records>",
-                   valid: Mapping | None = None, as_jax: bool = True) -> Event:
+def jax_free_take(batch: Event, i: int) -> Event:
+    """Event ``i`` of a numpy batch (numpy scalars and arrays)."""
+    return Event(blocks={k: ChannelBlock(*[np.asarray(x)[i] for x in b])
+                         for k, b in batch.blocks.items()},
+                 run=np.int32(batch.run[i]), event_id=np.int64(batch.event_id[i]),
+                 time_mjd=np.float64(batch.time_mjd[i]),
+                 truth=None if batch.truth is None else
+                 {t: np.float64(v[i]) for t, v in batch.truth.items()})
+
+
+def to_event_batch(records: Mapping, layouts: Mapping | None = None, source="<records>",
+                   valid: Mapping | None = None, as_jax: bool = True, **named_layouts) -> Event:
     """Batched dense Event (leading axis n_events) from records, vectorised over the events (no
-    Python loop per event); the same blocks as ``stack_events(to_events(...))``."""
+    Python loop per event). ``layouts``: {detector: layout} (or keywords ``km2a=...``); a block
+    is built when its detector's layout is given and its group is in the records."""
     import jax.numpy as jnp
 
-    from joint.event import ChannelBlock, build_batch_block
-
-    ak = _ak()
+    layouts = _layouts(layouts, named_layouts)
     n = validate_records(records, source)
-    check_ids(records, source, km2a=km2a, wcda=wcda, wfcta=wfcta)
+    check_ids(records, source, layouts)
     valid = dict(valid or {})
     present = set(groups_present(records))
     blocks = {}
-    for g, (n_ch, fn, key) in _specs(km2a, wcda, wfcta).items():
-        if g not in present:
-            continue
-        counts = ak.to_numpy(ak.num(records[f"{g}_{key}"], axis=1))
-        rows = np.repeat(np.arange(n), counts)
-        pe = ak.to_numpy(ak.flatten(records[f"{g}_pe"])).astype(np.float64)
-        tm = (ak.to_numpy(ak.flatten(records[f"{g}_time"])).astype(np.float64)
-              if f"{g}_time" in records else np.zeros(pe.size))
-        if g == "wfcta":
-            idx = wfcta.index_of(ak.to_numpy(ak.flatten(records["wfcta_tel"])).astype(np.int64),
-                                 ak.to_numpy(ak.flatten(records["wfcta_pix"])).astype(np.int64))
-        else:
-            idx = fn(ak.to_numpy(ak.flatten(records[f"{g}_{key}"])).astype(np.int64))
-        blocks[g] = build_batch_block(rows, idx, tm, pe, n, n_ch, valid.get(g))
-        blocks[g] = _mask_absent(blocks[g], records, g)
+    for spec in registry.specs(layouts):
+        lay = layouts[spec.name]
+        for b in spec.blocks:
+            if b.name not in present:
+                continue
+            counts, idx, tm, pe = _hit_arrays(records, spec, b, lay, present)
+            rows = np.repeat(np.arange(n), counts)
+            block = build_batch_block(rows, idx, tm, pe, n, b.n_channels(lay), valid.get(b.name))
+            blocks[b.name] = _mask_absent(block, records, b.name)
     conv = (lambda x: jnp.asarray(x)) if as_jax else (lambda x: x)
     have_truth = all(t in records for t in TRUTH)
     return Event(
-        **{g: (ChannelBlock(*[conv(x) for x in blocks[g]]) if g in blocks else None)
-           for g in ("km2a_ed", "km2a_md", "wcda", "wfcta")},
+        blocks={g: ChannelBlock(*[conv(x) for x in blk]) for g, blk in blocks.items()},
         run=conv(np.asarray(records["run"], np.int32)),
         event_id=conv(np.asarray(records["event_id"], np.int64)),
         time_mjd=conv(np.asarray(records["time_mjd"], np.float64)),
@@ -331,22 +323,10 @@ def to_event_batch(records: Mapping, km2a=None, wcda=None, wfcta=None, source="<
 def _mask_absent(block, records: Mapping, group: str, entry=None):
     """Invalidate the channels of ``block`` in events whose presence flag for ``group``'s
     detector is 0 (all events of a batch block, or event ``entry`` of a single block)."""
-    for flag, groups in PRESENCE.items():
-        if group in groups and flag in records:
+    for flag, grps in presence().items():
+        if group in grps and flag in records:
             present = np.asarray(records[flag]).astype(bool)
             present = present[:, None] if entry is None else present[entry]
             valid = np.asarray(block.valid) & present
             return block._replace(valid=valid, hit=np.asarray(block.hit) & valid)
     return block
-
-
-def _specs(km2a, wcda, wfcta) -> dict:
-    specs = {}
-    if km2a is not None:
-        specs["km2a_ed"] = (km2a.n_ed, km2a.ed_index_of, "id")
-        specs["km2a_md"] = (km2a.n_md, km2a.md_index_of, "id")
-    if wcda is not None:
-        specs["wcda"] = (wcda.n_cells, wcda.index_of, "id")
-    if wfcta is not None:
-        specs["wfcta"] = (wfcta.n_tel * wfcta.n_pix, None, "tel")
-    return specs

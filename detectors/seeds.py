@@ -379,7 +379,7 @@ def _batched_seed(items):
 #: within 100 m of the core on the front. Read off this project's own WCDA simulation of photons
 #: (400 photons, 1–30 TeV, E^-1, zenith < 40°, cores on the ponds; least squares of the true
 #: log10 E on log10 N and sec θ − 1: residual rms 0.15 dex) — a seed only; the pipeline then
-#: scans the energy by the likelihood (``joint.reconstruct.SEED_ENERGY_SCAN``).
+#: scans the energy by the likelihood (``joint.pipeline.SEED_ENERGY_SCAN``).
 WCDA_ENERGY_SLOPE = 0.74
 WCDA_ENERGY_OFFSET = 1.21
 WCDA_ENERGY_SEC_COEFF = 1.12

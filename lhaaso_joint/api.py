@@ -1,6 +1,6 @@
 """The Python API in a few calls: simulate event files, reconstruct them jointly, get a table.
 
-    from joint.api import simulate, reconstruct
+    from lhaaso_joint import simulate, reconstruct
     simulate("events.root", 64, detectors=("km2a", "wfcta"), primary="mixed",
              log10_energy_range=(5.8, 6.2), cores_on="wfcta")
     table = reconstruct("events.root", "reco.root")    # every detector in the file, jointly
@@ -16,7 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["simulate", "reconstruct", "read_reco", "config_for"]
+from joint.config import config_for
+
+__all__ = ["simulate", "reconstruct", "reconstruct_files", "reconstruct_batch",
+           "reconstruct_records", "read_reco", "config_for"]
 
 
 def simulate(output, n_events, detectors=("km2a",), primary="proton", seed=1, **kwargs) -> Path:
@@ -35,28 +38,6 @@ def simulate(output, n_events, detectors=("km2a",), primary="proton", seed=1, **
     return out
 
 
-def config_for(detectors, hypothesis="hadron", fix=(), geometry_from="truth", xmax_prior=None,
-               free=None, n_iter=12):
-    """The ReconstructionConfig a physicist would choose for ``detectors``: every Shower field
-    of the hypothesis free except the ``fix``-ed ones (taken from ``geometry_from``); a
-    WFCTA-only fit fits energy and Xmax and needs the geometry fixed; the Xmax prior is on
-    except for WFCTA alone (with WFCTA in a joint fit it applies only to the events without
-    images: ``joint.likelihood.joint_model``)."""
-    from joint.reconstruct import KM2A_FREE, ReconstructionConfig
-
-    detectors = tuple(detectors)
-    fix = tuple(fix)
-    if free is None:
-        free = ("log10_energy", "xmax") if detectors == ("wfcta",) else KM2A_FREE[hypothesis]
-    if detectors == ("wfcta",) and not {"core_x", "core_y", "zenith", "azimuth"} <= set(fix):
-        raise ValueError("a WFCTA-only fit needs the geometry fixed: fix=('core_x', 'core_y', "
-                         "'zenith', 'azimuth') with geometry_from 'truth', 'km2a' or 'wcda'")
-    prior = (detectors != ("wfcta",)) if xmax_prior is None else bool(xmax_prior)
-    return ReconstructionConfig(hypothesis=hypothesis, free=tuple(f for f in free if f not in fix),
-                                n_iter=n_iter, truth_fields=fix, geometry_from=geometry_from,
-                                xmax_prior=prior, detectors=detectors)
-
-
 def reconstruct(inputs, output, detectors="auto", hypothesis="hadron", batch_size=256,
                 progress=True, frame_rotation_deg=0.0, calib_db=None, calib_missing="raise",
                 **config):
@@ -66,9 +47,10 @@ def reconstruct(inputs, output, detectors="auto", hypothesis="hadron", batch_siz
     calib_db : calibration database (path or ``calib.db.CalibrationDB``): every event is fitted
         with the entry valid at its time (column ``calib_<det>``; ``table.meta["calibration"]``
         names the entries); ``calib_missing`` "raise" or "nominal" for events outside them
-    config : ``fix``, ``geometry_from``, ``xmax_prior``, ``free``, ``n_iter`` (:func:`config_for`)
+    config : ``fix``, ``geometry_from``, ``xmax_prior``, ``free``, ``n_iter``
+        (``joint.config.config_for``)
     """
-    from joint.reconstruct import detectors_in_file, reconstruct_files
+    from joint.runner import detectors_in_file
 
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     dets = detectors_in_file(inputs[0]) if detectors == "auto" else tuple(detectors)
@@ -77,6 +59,49 @@ def reconstruct(inputs, output, detectors="auto", hypothesis="hadron", batch_siz
                       detectors=dets, frame_rotation_deg=frame_rotation_deg, calib_db=calib_db,
                       calib_missing=calib_missing)
     return read_reco(output, frame_rotation_deg)
+
+
+def reconstruct_batch(batch, geometry, response, cfg=None, observables=True) -> dict:
+    """``joint.pipeline.reconstruct_batch`` with the per-event observables of
+    ``analysis.observables`` (``observables=False``: fit columns only)."""
+    from analysis.observables import observables as analysis_observables
+    from joint.config import ReconstructionConfig
+    from joint.pipeline import reconstruct_batch as _batch
+
+    return _batch(batch, geometry, response, cfg or ReconstructionConfig(),
+                  analysis_observables if observables else None)
+
+
+def reconstruct_records(batch, geometry, response, cfg=None, batch_size=256,
+                        observables=True) -> dict:
+    """``joint.pipeline.reconstruct_records`` (any number of events, padded fixed-size chunks)
+    with the per-event observables of ``analysis.observables``."""
+    from analysis.observables import observables as analysis_observables
+    from joint.config import ReconstructionConfig
+    from joint.pipeline import reconstruct_records as _records
+
+    return _records(batch, geometry, response, cfg or ReconstructionConfig(), batch_size,
+                    analysis_observables if observables else None)
+
+
+def reconstruct_files(inputs, output, cfg, *, calib_db=None, calib_missing="raise",
+                      observables=True, **kwargs) -> dict:
+    """``joint.runner.reconstruct_files`` with the layers above ``joint`` wired in: the per-event
+    observables of ``analysis.observables`` (``observables=False``: fit columns only) and, with
+    ``calib_db`` (a path or ``calib.db.CalibrationDB``), the calibration valid at each event's
+    time (``calib.provider.CalibrationProvider``; ``calib_missing`` "raise" or "nominal").
+    ``kwargs``: batch_size, layout_config, progress, log, detectors, frame_rotation_deg."""
+    from analysis.observables import observables as analysis_observables
+    from joint import runner
+
+    setups = None
+    if calib_db is not None:
+        from calib.provider import CalibrationProvider
+
+        setups = CalibrationProvider(calib_db, calib_missing)
+    return runner.reconstruct_files(inputs, output, cfg,
+                                    observables=analysis_observables if observables else None,
+                                    setups=setups, **kwargs)
 
 
 def read_reco(path, frame_rotation_deg=0.0):

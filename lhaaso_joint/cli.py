@@ -56,14 +56,15 @@ def cmd_show(args) -> int:
     import numpy as np
 
     from joint.io import file_kind, read_file
-    from joint.io.schema import GROUPS, TRUTH, groups_present
+    from detectors import registry
+    from joint.io.schema import TRUTH, groups_present
 
     for path in args.files:
         records = read_file(path)
         n = len(records["event_id"])
         print(f"{path}  ({file_kind(path)} format): {n} events")
         for g in groups_present(records):
-            key = "tel" if g == "wfcta" else "id"
+            key = next(b.key for b in registry.spec_of_block(g).blocks if b.name == g)
             counts = ak.to_numpy(ak.num(records[f"{g}_{key}"], axis=1))
             print(f"  {g:8s} hits/event: median {np.median(counts):.0f}, min {counts.min()}, max {counts.max()}")
         for t in TRUTH:
@@ -167,7 +168,7 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_reconstruct(args) -> int:
-    from joint.reconstruct import reconstruct_files
+    from lhaaso_joint.api import reconstruct_files
 
     dets = None if args.detectors == "auto" else _parse_detectors(args.detectors)
     if dets == ():
@@ -176,8 +177,8 @@ def cmd_reconstruct(args) -> int:
         print(f"lhaaso-joint: {args.output} exists (a finished run); skipping. Use --overwrite "
               "to redo it.", file=sys.stderr)
         return 0
-    from joint.api import config_for
-    from joint.reconstruct import detectors_in_file
+    from lhaaso_joint.api import config_for
+    from joint.runner import detectors_in_file
 
     fixed = ()
     for name in (args.fix.split(",") if args.fix else ()):
@@ -213,7 +214,7 @@ def cmd_bench(args) -> int:
 
     import dataclasses
 
-    from joint.api import config_for
+    from lhaaso_joint.api import config_for
 
     kw = {k: v for k, v in (("n_ed", args.n_ed), ("n_md", args.n_md)) if v is not None}
     dets = _parse_detectors(args.detectors)
@@ -233,7 +234,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from joint.demo import run_demo
+    from lhaaso_joint.demo import run_demo
 
     return run_demo(Path(args.out), n_events=args.n_events, seed=args.seed)
 

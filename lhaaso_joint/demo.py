@@ -160,7 +160,7 @@ def _simulate_and_fit(out, name, cfg, n_events, seed, fit_detectors="auto", **si
     import uproot
 
     from joint.io.schema import write_events
-    from joint.reconstruct import reconstruct_files
+    from lhaaso_joint.api import reconstruct_files
     from joint.simulation import simulate_records
 
     path = out / f"{name}.root"
@@ -178,7 +178,7 @@ def wcda_run(out: Path, n_events: int = 150, seed: int = 7) -> int:
     """Step 6: WCDA alone (photons and protons, 1-10 TeV) and KM2A+WCDA (photons, 100 TeV)."""
     import matplotlib.pyplot as plt
 
-    from joint.reconstruct import ReconstructionConfig
+    from joint.config import ReconstructionConfig
 
     print(f"[6] WCDA: simulate {n_events} photons and {n_events} protons, log10(E/GeV) 3-4, "
           "zenith < 40 deg, cores on the ponds; WCDA-only fits, photon hypothesis")
@@ -226,7 +226,8 @@ def km2a_run(out: Path, n_events: int = 200, seed: int = 7) -> int:
 
     from detectors.shower import direction
     from joint.io.schema import write_events
-    from joint.reconstruct import ReconstructionConfig, reconstruct_files
+    from joint.config import ReconstructionConfig
+    from lhaaso_joint.api import reconstruct_files
     from joint.simulation import simulate_records
 
     print(f"[5] KM2A: simulate {n_events} photons and {n_events} protons, log10(E/GeV) 4.5-5.5, "
