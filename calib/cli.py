@@ -5,7 +5,7 @@ calibration database (``calib.learn`` + ``calib.db``).
         run_0001.root run_0002.root --db calib_db [--detectors km2a] [--n-outer 3] \\
         [--batch-size 64] [--checkpoint km2a-2021-03.ckpt.npz]
 
-Registered in ``joint/cli.py``'s ``build_parser`` by ``calib.cli.add_parser(sub)``.
+Registered in ``lhaaso_joint/cli.py``'s ``build_parser`` by ``calib.cli.add_parser(sub)``.
 """
 from __future__ import annotations
 
@@ -78,11 +78,11 @@ def cmd_calibrate(args) -> int:
 
     from calib.db import CalibrationDB, DetectorConfig, make_entry
     from calib.learn import LearnConfig, learn_response
-    from lhaaso_joint.api import config_for
-    from joint.config import detector_setup
+    from detectors import registry
+    from joint.config import config_for, detector_setup
 
     dets = tuple(d.strip().lower() for d in args.detectors.split(",") if d.strip())
-    known = ("km2a", "wcda", "wfcta")
+    known = registry.names()
     for d in dets:
         if d not in known:
             raise SystemExit(f"lhaaso-joint: unknown detector '{d}' (known: {', '.join(known)})")

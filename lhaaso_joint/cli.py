@@ -31,7 +31,9 @@ import sys
 from pathlib import Path
 
 #: detectors whose forward model exists; the CLI refuses others with a clear message
-BUILT_DETECTORS: tuple[str, ...] = ("km2a", "wcda", "wfcta")
+from detectors.registry import names as _registered
+
+BUILT_DETECTORS: tuple[str, ...] = _registered()
 
 #: --fix names -> Shower fields
 FIX_GROUPS = {"core": ("core_x", "core_y"), "direction": ("zenith", "azimuth")}
