@@ -21,6 +21,7 @@ from tqdm import tqdm
 from detectors import registry
 from joint.config import ReconstructionConfig, detector_setup
 from joint.io import file_kind, read_file
+from joint.io.columns import branch_types, check
 from joint.io.errors import EventFileError, open_tree
 from joint.io.lhevent import read_lhevent
 from joint.io.schema import TREE, TRUTH, presence, read_events, to_event_batch
@@ -148,10 +149,13 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
                 for t in (*TRUTH, *flags):
                     if t in rec:
                         cols[t] = np.asarray(rec[t], np.int8 if t in flags else np.float64)
-                if tree is None:
-                    tree = fout.mktree("reco", {k: v.dtype if v.ndim == 1 else (v.dtype, v.shape[1:])
-                                                for k, v in cols.items()})
-                tree.extend(cols)
+                if tree is None:  # the declared schema (joint/io/columns.py), checked once
+                    types = branch_types(cols, where=str(path))
+                    tree = fout.mktree("reco", types)
+                else:
+                    check(cols, str(path))
+                tree.extend({k: np.asarray(v, t[0] if isinstance(t, tuple) else t)
+                             for k, v in cols.items() for t in (types[k],)})
                 status_counts += np.bincount(cols["status"], minlength=4)[:4]
                 n_done += n
                 bar.update(n)

@@ -63,6 +63,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from joint.io.columns import SKY, lookup
+
 __all__ = [
     "Site",
     "LHAASO_SITE",
@@ -93,8 +95,8 @@ class Site(NamedTuple):
 #: LHAASO (PHYSICS.md §1): 29.35767° N, 100.13879° E [U], 4410 m a.s.l. [C].
 LHAASO_SITE = Site(lat_deg=29.35767, lon_deg=100.13879, height_m=4410.0)
 
-#: Output columns of :func:`sky_columns` and their units.
-SKY_COLUMNS = {"ra": "deg", "dec": "deg", "ra_dec_err": "deg", "glon": "deg", "glat": "deg"}
+#: Output columns of :func:`sky_columns` and their units (declared in joint/io/columns.py).
+SKY_COLUMNS = {name: lookup(name).unit for name in SKY}
 
 #: Default spacing of the support points of astropy's ErfaAstromInterpolator [s].
 ASTROM_INTERPOLATION_S = 300.0
@@ -459,44 +461,53 @@ def sky_columns(reco: dict, time_mjd, frame_rotation_deg=0.0, location=None, pre
     return {"ra": ra, "dec": dec, "ra_dec_err": err, "glon": glon, "glat": glat}
 
 
-#: astropy unit (string) of the canonical quantity of each Shower field, and the unit shown.
-_FIELD_UNITS = {"zenith": ("rad", "deg"), "azimuth": ("rad", "deg"), "core_x": ("m", "m"),
-                "core_y": ("m", "m"), "xmax": ("g / cm2", "g / cm2"), "t0": ("ns", "ns")}
+#: Units shown in :func:`events_table` instead of the declared (canonical) unit: angles in deg.
+DISPLAY_UNITS = {"rad": "deg"}
+
+#: Descriptions of the table columns that are not ``reco`` branches
+TABLE_ONLY = {"time": "event time (UTC; masked where unknown), from time_mjd",
+              "energy": "primary energy 10^reco_log10_energy GeV, shown in TeV"}
 
 
-#: units of other reconstruction columns
-_COLUMN_UNITS = {"core_edge_distance": "m", "core_ed_gap": "m"}
+def _quantity(value, column):
+    """``value`` as a Quantity in the declared unit of ``column`` (shown in DISPLAY_UNITS);
+    integer columns keep their integer dtype."""
+    import astropy.units as u
 
-
-def _field_of(name):
-    for p in ("reco_", "true_", "seed_"):
-        if name.startswith(p):
-            f = name[len(p):]
-            return f[:-4] if f.endswith("_err") else f
-    return None
+    a = np.asarray(value)
+    unit = u.Unit(column.unit)
+    if a.dtype.kind in "iub":
+        return u.Quantity(a, unit, dtype=a.dtype)
+    q = u.Quantity(a.astype(np.float64), unit)
+    shown = DISPLAY_UNITS.get(column.unit)
+    return q.to(shown) if shown is not None else q
 
 
 def events_table(reco: dict, time_mjd=None, frame_rotation_deg=0.0, location=None, pressure=0.0,
                  astrom_interpolation_s=ASTROM_INTERPOLATION_S):
-    """User-facing :class:`astropy.table.QTable` of a reconstruction output, with units.
+    """User-facing :class:`astropy.table.QTable` of a reconstruction output.
 
-    * ``reco_zenith``, ``reco_azimuth`` (and ``_err``, ``true_``/``seed_`` versions) as deg
-      Quantities; cores in m, Xmax in g/cm², t0 in ns;
-    * ``reco_log10_energy`` kept as log10(E/GeV) (plain column) and ``energy`` = 10^x GeV as a
-      TeV Quantity;
-    * ``reco_covariance`` reshaped to (B, 8, 8) (canonical units, ``FIELDS`` order);
+    Every column carries the unit and the description declared in :mod:`joint.io.columns`
+    (dimensionless ones as dimensionless Quantities, integer columns keeping their dtype;
+    ``reco`` must hold declared columns only: a ValueError names any other), except:
+
+    * angles (declared in rad) are shown in deg: ``reco_zenith``, ``reco_azimuth`` and their
+      ``_err``/``seed_``/``true_`` versions, ``hillas_x``, ``hillas_psi``, ...;
+    * ``reco_covariance`` (mixed units) is a plain column reshaped to (B, 8, 8) (canonical units:
+      m, rad, log10(E/GeV), g/cm², ns; ``FIELDS`` order);
+    * ``reco_log10_energy`` stays log10(E/GeV) and ``energy`` = 10^x GeV is added in TeV;
     * with times (``time_mjd`` argument, else ``reco["time_mjd"]`` if present): ``time`` (astropy
-      Time, UTC; masked where unknown) and the :func:`sky_columns` ``ra``, ``dec``,
-      ``ra_dec_err``, ``glon``, ``glat`` in deg;
-    * every other column of ``reco`` is copied unchanged.
+      Time, UTC; masked where unknown) instead of ``time_mjd``, and the :func:`sky_columns`
+      ``ra``, ``dec``, ``ra_dec_err``, ``glon``, ``glat`` in deg (recomputed).
     ``meta`` records the site, ``frame_rotation_deg`` and the field order.
     """
     import astropy.units as u
     from astropy.table import QTable
     from astropy.time import Time
 
-    from detectors.shower import FIELDS
+    from joint.io.columns import FIELDS, check, lookup
 
+    check(reco, "events_table")
     n = len(np.asarray(reco["reco_zenith"]))
     if time_mjd is None and "time_mjd" in reco:
         time_mjd = reco["time_mjd"]
@@ -506,31 +517,26 @@ def events_table(reco: dict, time_mjd=None, frame_rotation_deg=0.0, location=Non
         good = _valid_time(t)
         tab["time"] = Time(np.ma.masked_array(np.where(good, t, 0.0), mask=~good), format="mjd",
                            scale="utc")
+        tab["time"].info.description = TABLE_ONLY["time"]
+    sky = {} if time_mjd is None else sky_columns(reco, time_mjd, frame_rotation_deg, location,
+                                                  pressure, astrom_interpolation_s)
     for name, val in reco.items():
-        if name == "time_mjd":
+        if name == "time_mjd" or name in sky:
             continue
+        col = lookup(name)
         val = np.asarray(val)
-        f = _field_of(name)
-        if name == "reco_covariance":
+        if col.unit is None:  # reco_covariance: mixed units
             k = len(FIELDS)
             tab[name] = val.reshape(n, k, k) if val.size == n * k * k else val
-            tab[name].description = ("covariance in FIELDS order " + ", ".join(FIELDS)
-                                     + " (canonical units: m, rad, log10(E/GeV), g/cm2, ns)")
-        elif name in _COLUMN_UNITS:
-            tab[name] = val.astype(np.float64) * u.Unit(_COLUMN_UNITS[name])
-        elif f in _FIELD_UNITS:
-            src, shown = _FIELD_UNITS[f]
-            tab[name] = (val.astype(np.float64) * u.Unit(src)).to(u.Unit(shown))
         else:
-            tab[name] = val
+            tab[name] = _quantity(val, col)
+        tab[name].info.description = col.description
         if name == "reco_log10_energy":
-            tab[name].description = "log10(E/GeV)"
             tab["energy"] = (10.0 ** val.astype(np.float64) * u.GeV).to(u.TeV)
-    if time_mjd is not None:
-        sky = sky_columns(reco, time_mjd, frame_rotation_deg, location, pressure,
-                          astrom_interpolation_s)
-        for k, v in sky.items():
-            tab[k] = v * u.deg
+            tab["energy"].info.description = TABLE_ONLY["energy"]
+    for name, val in sky.items():
+        tab[name] = _quantity(val, lookup(name))
+        tab[name].info.description = lookup(name).description
     loc = location if location is not None else site_location()
     tab.meta.update({"frame_rotation_deg": float(frame_rotation_deg),
                      "site_lon_deg": float(loc.lon.deg), "site_lat_deg": float(loc.lat.deg),
