@@ -75,7 +75,7 @@ def test_setups_use_each_periods_layout_and_response(two_periods):
 def test_reconstruct_picks_the_calibration_of_each_event(two_periods):
     from joint.api import read_reco
     from joint.reconstruct import ReconstructionConfig, reconstruct_files
-    from benchmarks.common import angle_deg
+    from helpers import angle_deg
 
     tmp, db = two_periods["tmp"], two_periods["db"]
     cfg = ReconstructionConfig(hypothesis="gamma")
