@@ -134,10 +134,9 @@ def test_expected_and_nll_gradients(det, edge):
     case = DETECTORS[det](edge=edge)
     rng = np.random.default_rng(0)
     obs = case.simulate(jax.random.PRNGKey(1), case.shower)
-    for trial in range(2):
-        s = _perturb(case.shower, rng) if trial else case.shower
-        if edge:  # keep the edge point itself
-            s = case.shower
+    # the edge point itself, or the nominal shower and a random point near it
+    points = [case.shower] if edge else [case.shower, _perturb(case.shower, rng)]
+    for s in points:
         # expected: a scalar summary of every output (weights make all channels count)
         def summary(sh):
             leaves = jax.tree_util.tree_leaves(case.expected(sh))
@@ -152,8 +151,7 @@ def test_expected_and_nll_gradients(det, edge):
 def test_nll_with_no_hits_is_finite_with_gradient(det):
     case = DETECTORS[det]()
     obs = case.simulate(jax.random.PRNGKey(2), case.shower)
-    empty = jax.tree_util.tree_map(lambda x: jnp.zeros_like(x) if x.dtype != bool else
-                                   jnp.zeros_like(x), obs)
+    empty = jax.tree_util.tree_map(jnp.zeros_like, obs)  # no signal, no time, hit False
     # keep the channels valid but remove every hit
     empty = type(obs)(*[b._replace(valid=jnp.ones_like(b.valid)) for b in empty])
     v, g = jax.value_and_grad(case.nll)(case.shower, empty)
