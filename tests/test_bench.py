@@ -1,5 +1,7 @@
-"""Tiny run of the throughput benchmark (joint.bench): both fitters produce finite rates and
-the batched fitter reaches the iminuit minimum on the same likelihood."""
+"""Tiny run of the throughput benchmark (joint.bench) on 16 photons of 100 TeV in KM2A: the
+batched production fit converges and reconstructs them as KM2A does at that energy, and it
+reaches the minimum that iminuit, fitting the same likelihood one event at a time, finds.
+(Rates are measured, not asserted: 16 events on a shared CPU say nothing about throughput.)"""
 import math
 
 import numpy as np
@@ -15,23 +17,34 @@ def bench():
     return run_bench(n_events=16, n_iminuit=4, batch_size=16, seed=5, out=None)
 
 
-def test_rates_and_fractions(bench):
-    for key in ("batched", "iminuit"):
-        eps = bench[key]["events_per_s"]
-        assert math.isfinite(eps) and eps > 0, (key, eps)
-        assert 0.0 <= bench[key]["converged_fraction"] <= 1.0
-    assert math.isfinite(bench["ratio"]) and bench["ratio"] > 0
-    assert bench["batched"]["n_events"] == 16 and bench["iminuit"]["n_events"] == 4
+def test_batched_fit_converges_and_reconstructs_photons(bench):
+    b = bench["batched"]
+    assert b["n_events"] == 16 and bench["iminuit"]["n_events"] == 4
+    # measured 16/16 (status 0 after the straggler passes)
+    assert b["converged_fraction"] >= 0.85, b["status_counts"]
+    assert sum(b["status_counts"]) == 16
+    q = b["quality"]
+    assert q["n"] == round(16 * b["converged_fraction"])
+    # KM2A at 100 TeV: ~0.3 deg, ~1-2 m, sigma(log10 E) ~0.05 (measured 0.29, 1.3, 0.052)
+    assert q["angle68_deg"] < 0.6 and q["core68_m"] < 5.0, q
+    assert q["dlog10e_std"] < 0.12 and abs(q["dlog10e_mean"]) < 0.08, q
+    for key in ("batched", "iminuit"):  # bookkeeping: the rates were measured
+        assert math.isfinite(bench[key]["events_per_s"]) and bench[key]["events_per_s"] > 0
 
 
-def test_same_minimum(bench):
+def test_batched_fit_finds_the_minimum_of_the_looped_fit(bench):
+    """Events converged in both: iminuit (looped, float64 MIGRAD on the same float32 cost)
+    never finds a point lower than the batched minimum by more than 0.01 in nll, and lands on
+    the same minimum (|Δnll| < 0.01) in all but at most one event (measured: 3 of 4 within
+    1e-4; in the fourth iminuit stopped 15.8 units higher)."""
     a = bench["agreement"]
     both = np.asarray(a["both_converged"])
-    assert both.any(), "no event converged in both fitters"
+    assert both.sum() >= 3, both
     dnll = np.asarray(a["nll_batched"])[both] - np.asarray(a["nll_iminuit"])[both]
-    # iminuit may not find a point more than ~1 nll unit below the batched minimum
     assert np.all(np.isfinite(dnll))
-    assert np.all(dnll < 1.0), dnll
+    assert np.all(dnll < 0.01), dnll
+    assert np.sum(np.abs(dnll) < 0.01) >= both.sum() - 1, dnll
+    assert a["n_both"] == both.sum()
 
 
 def test_table_has_ratio_line():

@@ -73,10 +73,9 @@ def test_setups_use_each_periods_layout_and_response(two_periods):
 
 @pytest.mark.slow
 def test_reconstruct_picks_the_calibration_of_each_event(two_periods):
-    from lhaaso_joint.api import read_reco
     from joint.config import ReconstructionConfig
-    from lhaaso_joint.api import reconstruct_files
-    from benchmarks.common import angle_deg
+    from lhaaso_joint.api import read_reco, reconstruct_files
+    from helpers import angle_deg
 
     tmp, db = two_periods["tmp"], two_periods["db"]
     cfg = ReconstructionConfig(hypothesis="gamma")

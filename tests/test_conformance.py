@@ -11,6 +11,7 @@ A detector enters by adding a ``Case`` factory to ``DETECTORS``.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, NamedTuple
 
 import jax
@@ -134,10 +135,9 @@ def test_expected_and_nll_gradients(det, edge):
     case = DETECTORS[det](edge=edge)
     rng = np.random.default_rng(0)
     obs = case.simulate(jax.random.PRNGKey(1), case.shower)
-    for trial in range(2):
-        s = _perturb(case.shower, rng) if trial else case.shower
-        if edge:  # keep the edge point itself
-            s = case.shower
+    # the edge point itself, or the nominal shower and a random point near it
+    points = [case.shower] if edge else [case.shower, _perturb(case.shower, rng)]
+    for s in points:
         # expected: a scalar summary of every output (weights make all channels count)
         def summary(sh):
             leaves = jax.tree_util.tree_leaves(case.expected(sh))
@@ -152,8 +152,7 @@ def test_expected_and_nll_gradients(det, edge):
 def test_nll_with_no_hits_is_finite_with_gradient(det):
     case = DETECTORS[det]()
     obs = case.simulate(jax.random.PRNGKey(2), case.shower)
-    empty = jax.tree_util.tree_map(lambda x: jnp.zeros_like(x) if x.dtype != bool else
-                                   jnp.zeros_like(x), obs)
+    empty = jax.tree_util.tree_map(jnp.zeros_like, obs)  # no signal, no time, hit False
     # keep the channels valid but remove every hit
     empty = type(obs)(*[b._replace(valid=jnp.ones_like(b.valid)) for b in empty])
     v, g = jax.value_and_grad(case.nll)(case.shower, empty)
@@ -161,6 +160,24 @@ def test_nll_with_no_hits_is_finite_with_gradient(det):
     assert all(np.isfinite(float(x)) for x in g)
     # an event with no hits prefers a smaller energy than the truth (fewer particles expected)
     assert float(g.log10_energy) > 0
+
+
+def test_km2a_nll_of_an_empty_event_is_the_scaled_poisson_empty_probability():
+    """No hit anywhere: every channel contributes −ln[e^{−μ_eff}(1 − p_noise)] with
+    μ_eff = μ/(1 + σ_q²) and p_noise = 1 − e^{−rate·W} (detectors.km2a, Likelihood)."""
+    case = DETECTORS["km2a"]()
+    obs = case.simulate(jax.random.PRNGKey(2), case.shower)
+    empty = type(obs)(*[jax.tree_util.tree_map(jnp.zeros_like, b)._replace(
+        valid=jnp.ones_like(b.valid)) for b in obs])
+    e = case.expected(case.shower)
+    resp = km2a.Response.nominal(km2a.Geometry(ed_pos=np.zeros((1, 3)), md_pos=np.zeros((1, 3))))
+    want = 0.0
+    for mu, sq, rate in ((e.ed_particles, resp.ed_charge_resolution, resp.ed_noise_rate_hz),
+                         (e.md_muons, resp.md_charge_resolution, resp.md_noise_rate_hz)):
+        p_noise = -math.expm1(-rate * resp.window_ns * 1e-9)
+        mu = np.maximum(np.asarray(mu), 1e-6)
+        want += np.sum(mu / (1.0 + sq ** 2)) - mu.size * math.log1p(-p_noise)
+    assert float(case.nll(case.shower, empty)) == pytest.approx(want, rel=1e-12)
 
 
 @pytest.mark.parametrize("det", DETECTORS)

@@ -124,7 +124,11 @@ def test_reconstruct_bad_input_names_file_and_field(gamma_file, tmp_path, capsys
     t[3][0] = float("nan")
     rec["km2a_ed_time"] = ak.Array(t)
     bad = tmp_path / "nan_time.root"
-    write_events(bad, rec) if False else None  # the writer validates too: build the file raw
+    # the writer validates too (nothing written), so the bad file is built raw below
+    from joint.io.errors import EventFileError
+    with pytest.raises(EventFileError, match="km2a_ed_time.*entry 3"):
+        write_events(bad, rec)
+    assert not bad.exists()
     with uproot.recreate(bad) as f:
         f.mktree("events", {"run": np.int32, "event_id": np.int64, "time_mjd": np.float64,
                             "km2a_ed": ak.type(ak.zip({"id": rec["km2a_ed_id"], "time": rec["km2a_ed_time"],

@@ -134,7 +134,7 @@ def test_wcda_pipeline_photons_on_ponds(tmp_path):
         assert col in t
     conv = t["status"] == 0
     assert conv.mean() >= 0.85
-    from benchmarks.common import angle_deg
+    from helpers import angle_deg
     ang = angle_deg(t["reco_zenith"], t["reco_azimuth"], t["true_zenith"], t["true_azimuth"])[conv]
     core = np.hypot(t["reco_core_x"] - t["true_core_x"], t["reco_core_y"] - t["true_core_y"])[conv]
     de = (t["reco_log10_energy"] - t["true_log10_energy"])[conv]
@@ -147,14 +147,11 @@ def test_wcda_pipeline_photons_on_ponds(tmp_path):
 def test_joint_km2a_wcda_beats_km2a_alone_on_ponds():
     """Showers landing on the ponds at 100 TeV: KM2A has no EDs there, so its core is poor;
     the joint fit takes the core from the cells (and both nll terms are reported)."""
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from common import resolution_figures, simulate_and_reconstruct
+    from helpers import resolution_figures, simulate_and_reconstruct
 
     kw = dict(detectors=("km2a", "wcda"), cores_on="wcda", batch_size=32)
-    rec, joint, _ = simulate_and_reconstruct("gamma", 5.0, 32, 21, "gamma", **kw)
-    _, alone, _ = simulate_and_reconstruct("gamma", 5.0, 32, 21, "gamma", fit_detectors=("km2a",), **kw)
+    rec, joint = simulate_and_reconstruct("gamma", 5.0, 32, 21, "gamma", **kw)
+    _, alone = simulate_and_reconstruct("gamma", 5.0, 32, 21, "gamma", fit_detectors=("km2a",), **kw)
     assert "nll_km2a" in joint and "nll_wcda" in joint and "nll_wcda" not in alone
     fj = resolution_figures(rec, joint, joint["status"] == 0)
     fa = resolution_figures(rec, alone, alone["status"] == 0)
@@ -167,15 +164,11 @@ def test_wcda_pulls_small_sample():
     """96 photons of 2–30 TeV (E^-1) on the ponds, no age fluctuation: the fitted errors
     describe the scatter (robust pull width ~1, mean ~0); the large-sample figures are in
     BENCHMARKS.md (benchmarks/wcda_pulls.py, the same configuration)."""
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from common import simulate_and_reconstruct
-    from km2a_pulls import pull_stats
+    from helpers import pull_stats, simulate_and_reconstruct
     from joint.config import ReconstructionConfig
 
     cfg = ReconstructionConfig(hypothesis="gamma", detectors=("wcda",))
-    rec, out, _ = simulate_and_reconstruct("gamma", None, 96, 8, "gamma", cfg=cfg, detectors=("wcda",),
+    rec, out = simulate_and_reconstruct("gamma", None, 96, 8, "gamma", cfg=cfg, detectors=("wcda",),
                                            cores_on="wcda", age_sigma=0.0, batch_size=96,
                                            log10_energy_range=(3.3, 4.5), spectral_index=-1.0)
     res, conv = pull_stats(rec, out, ("core_x", "core_y", "zenith", "azimuth", "log10_energy"))

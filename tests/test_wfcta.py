@@ -114,10 +114,7 @@ def test_xmax_fit_with_geometry_from_truth_reaches_the_bound_on_model_showers():
     """Showers without the [M] fluctuations (the model's own): the Xmax fit's scatter is close to
     its fitted error; with them, the scatter stays below 30 g/cm² at 1 PeV (BENCHMARKS.md has the
     150-event figures)."""
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from common import simulate_and_reconstruct
+    from helpers import simulate_and_reconstruct
     from joint.config import ReconstructionConfig
 
     cfg = ReconstructionConfig(hypothesis="hadron", detectors=("wfcta",),
@@ -125,7 +122,7 @@ def test_xmax_fit_with_geometry_from_truth_reaches_the_bound_on_model_showers():
                                truth_fields=("core_x", "core_y", "zenith", "azimuth"),
                                xmax_prior=False)
     kw = dict(cfg=cfg, detectors=("wfcta",), cores_on="wfcta", core_radius=300.0, batch_size=32)
-    rec, out, _ = simulate_and_reconstruct("proton", 6.0, 32, 3, "hadron",
+    rec, out = simulate_and_reconstruct("proton", 6.0, 32, 3, "hadron",
                                            wfcta_fluctuations=(0.0, 0.0), **kw)
     ok = out["status"] == 0
     assert ok.mean() >= 0.9
@@ -134,7 +131,7 @@ def test_xmax_fit_with_geometry_from_truth_reaches_the_bound_on_model_showers():
     assert 0.6 < np.std(pull) < 1.5 and abs(np.mean(pull)) < 0.6
     assert {"nll_wfcta", "hillas_size", "hillas_dist", "x_dist"} <= set(out)
     assert out["hillas_size"].shape == (32, 6)
-    rec2, out2, _ = simulate_and_reconstruct("proton", 6.0, 32, 4, "hadron", **kw)
+    rec2, out2 = simulate_and_reconstruct("proton", 6.0, 32, 4, "hadron", **kw)
     ok2 = out2["status"] == 0
     assert np.std((out2["reco_xmax"] - rec2["true_xmax"])[ok2]) < 30.0
 
