@@ -11,6 +11,7 @@ import pytest
 
 jax.config.update("jax_enable_x64", True)
 
+import gc
 import os
 
 
@@ -26,6 +27,18 @@ def _find_shared_data() -> Path:
 
 
 SHARED_DATA = _find_shared_data()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_compiled_programs():
+    """Drop every compiled XLA program after each test module. Each CPU executable holds ~30
+    memory maps of JIT code; a whole session of tests compiles a few thousand programs and
+    passed the kernel's vm.max_map_count (65530), after which XLA segfaulted inside a later
+    compilation (CI, issue 14). Programs needed again come back from the persistent
+    compilation cache (lhaaso_joint.cache) or are recompiled."""
+    yield
+    jax.clear_caches()
+    gc.collect()
 
 
 @pytest.fixture(scope="session")
