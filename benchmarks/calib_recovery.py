@@ -115,18 +115,11 @@ def take(batch, idx):
 
 
 def reco_columns(batch, rec, geos, resps, cfg, batch_size=256):
-    """Fit the events directly (reconstruct_batch): the columns figures() needs."""
-    from joint.event import pad_batch
-    from lhaaso_joint.api import reconstruct_batch
+    """Fit the events directly (reconstruct_records): the columns figures() needs."""
+    from lhaaso_joint.api import reconstruct_records
 
-    n = len(rec["event_id"])
-    cols = []
-    for s in range(0, n, batch_size):
-        idx = np.arange(s, min(n, s + batch_size))
-        padded, _ = pad_batch(take(batch, idx), batch_size)
-        out = reconstruct_batch(padded, geos, resps, cfg)
-        cols.append({k: np.asarray(v)[:idx.size] for k, v in out.items() if k in _COLS})
-    return {k: np.concatenate([x[k] for x in cols]) for k in cols[0]}
+    out = reconstruct_records(batch, geos, resps, cfg, batch_size=batch_size, observables=False)
+    return {k: np.asarray(v) for k, v in out.items() if k in _COLS}
 
 
 _COLS = ("reco_zenith", "reco_azimuth", "reco_log10_energy", "status")

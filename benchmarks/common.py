@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.performance import angle_deg, resolution_figures  # noqa: F401  (used by the scripts)
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -18,14 +20,6 @@ def machine() -> str:
 
     dev = jax.devices()[0]
     return f"{platform.node()} {platform.processor() or platform.machine()}, {dev.platform}:{dev.device_kind}, jax {jax.__version__}"
-
-
-def angle_deg(z1, a1, z2, a2):
-    from detectors.shower import direction
-
-    n1 = np.asarray(direction(np.asarray(z1), np.asarray(a1)))
-    n2 = np.asarray(direction(np.asarray(z2), np.asarray(a2)))
-    return np.degrees(np.arccos(np.clip((n1 * n2).sum(-1), -1.0, 1.0)))
 
 
 def on_array(core_x, core_y, layout, radius=20.0, n_min=3):
@@ -52,10 +46,9 @@ def simulate_and_reconstruct(primary, log10_energy, n_events, seed, hypothesis, 
     ``log10_energy_range``) and reconstruct them with ``fit_detectors`` (default: the same).
 
     Returns (records, output columns, timing dict)."""
-    from joint.event import pad_batch
     from joint.io.schema import to_event_batch
     from joint.config import ReconstructionConfig
-    from lhaaso_joint.api import reconstruct_batch
+    from lhaaso_joint.api import reconstruct_records
     from joint.simulation import simulate_records
 
     lays, geos, resps = detector_setup(detectors)
@@ -70,18 +63,11 @@ def simulate_and_reconstruct(primary, log10_energy, n_events, seed, hypothesis, 
     t_sim = time.perf_counter() - t0
     cfg = cfg or ReconstructionConfig(hypothesis=hypothesis,
                                       detectors=tuple(fit_detectors or detectors))
-    cols = []
     t0 = time.perf_counter()
-    for start in range(0, n_events, batch_size):
-        sub = {k: v[start:start + batch_size] for k, v in rec.items()}
-        n = len(sub["event_id"])
-        batch = to_event_batch(sub, km2a=lays.get("km2a"), wcda=lays.get("wcda"),
-                               wfcta=lays.get("wfcta"), as_jax=False)
-        padded, _ = pad_batch(batch, batch_size)
-        out = reconstruct_batch(padded, geos, resps, cfg)
-        cols.append({k: v[:n] for k, v in out.items()})
+    batch = to_event_batch(rec, km2a=lays.get("km2a"), wcda=lays.get("wcda"),
+                           wfcta=lays.get("wfcta"), as_jax=False)
+    out = reconstruct_records(batch, geos, resps, cfg, batch_size=batch_size)
     t_reco = time.perf_counter() - t0
-    out = {k: np.concatenate([c[k] for c in cols]) for k in cols[0]}
     return rec, out, {"simulate_s": t_sim, "reconstruct_s": t_reco, "thrown": thrown}
 
 
@@ -177,14 +163,3 @@ def crb_figures(cov, rec, rng_seed=0, n_draw=200):
             "E_res68_pct": float(100 * np.percentile(np.abs(10 ** de - 1), 68))}
 
 
-def resolution_figures(rec, out, select):
-    ang = angle_deg(out["reco_zenith"], out["reco_azimuth"], rec["true_zenith"], rec["true_azimuth"])
-    core = np.hypot(out["reco_core_x"] - rec["true_core_x"], out["reco_core_y"] - rec["true_core_y"])
-    de = out["reco_log10_energy"] - rec["true_log10_energy"]
-    s = select
-    ratio = 10 ** de[s]
-    return {"n": int(s.sum()), "ang68": float(np.percentile(ang[s], 68)),
-            "core68": float(np.percentile(core[s], 68)),
-            "sigma_log10E": float(np.std(de[s])),
-            "E_res68_pct": float(100 * np.percentile(np.abs(ratio - 1), 68)),
-            "E_bias_pct": float(100 * (np.median(ratio) - 1))}

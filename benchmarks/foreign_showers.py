@@ -57,23 +57,14 @@ def robust_width(x):
 
 
 def reconstruct(records, layout, batch_size=64, cfg=None):
-    from joint.event import pad_batch
     from joint.io.schema import to_event_batch
     from joint.config import ReconstructionConfig, detector_setup
-    from lhaaso_joint.api import reconstruct_batch
+    from lhaaso_joint.api import reconstruct_records
 
     _, geos, resps = detector_setup(("km2a",))
     cfg = cfg or ReconstructionConfig(hypothesis="hadron")
-    n = len(records["event_id"])
-    cols = []
-    for s in range(0, n, batch_size):
-        sub = {k: v[s:s + batch_size] for k, v in records.items()}
-        m = len(sub["event_id"])
-        batch = to_event_batch(sub, km2a=layout, as_jax=False)
-        padded, _ = pad_batch(batch, batch_size)
-        out = reconstruct_batch(padded, geos, resps, cfg)
-        cols.append({k: v[:m] for k, v in out.items()})
-    return {k: np.concatenate([c[k] for c in cols]) for k in cols[0]}
+    batch = to_event_batch(records, km2a=layout, as_jax=False)
+    return reconstruct_records(batch, geos, resps, cfg, batch_size=batch_size)
 
 
 def fitted_md_muons(out, layout, hypothesis="hadron"):

@@ -18,18 +18,17 @@ import argparse
 import json
 import time
 
-import numpy as np
 
+from analysis.performance import pull_stats
 from common import machine
 
 
 def run(primary, n_events, seed, age_sigma, lg_range):
     from detectors import km2a
     from detectors.layout import km2a_layout
-    from joint.event import pad_batch
     from joint.io.schema import to_event_batch
     from joint.config import ReconstructionConfig
-    from lhaaso_joint.api import reconstruct_batch
+    from lhaaso_joint.api import reconstruct_records
     from joint.simulation import simulate_records
 
     lay = km2a_layout("full")
@@ -39,36 +38,9 @@ def run(primary, n_events, seed, age_sigma, lg_range):
     cfg = ReconstructionConfig(hypothesis=hyp)
     rec, thrown = simulate_records(n_events, primary=primary, log10_energy_range=lg_range,
                                    spectral_index=-1.0, seed=seed, km2a_layout=lay, age_sigma=age_sigma)
-    cols = []
-    bs = 256
-    for s in range(0, n_events, bs):
-        sub = {k: v[s:s + bs] for k, v in rec.items()}
-        n = len(sub["event_id"])
-        padded, _ = pad_batch(to_event_batch(sub, km2a=lay, as_jax=False), bs)
-        out = reconstruct_batch(padded, geo, resp, cfg)
-        cols.append({k: v[:n] for k, v in out.items()})
-    out = {k: np.concatenate([c[k] for c in cols]) for k in cols[0]}
+    out = reconstruct_records(to_event_batch(rec, km2a=lay, as_jax=False), geo, resp, cfg,
+                              batch_size=256)
     return rec, out, cfg.fit_config.free
-
-
-def pull_stats(rec, out, free):
-    conv = out["status"] == 0
-    res = {}
-    for f in free:
-        if f == "t0":
-            # the simulator's t0 is 0 at the true core; the model's t0 is the front time there
-            true = rec["true_t0"]
-        else:
-            true = rec[f"true_{f}"]
-        d = out[f"reco_{f}"] - true
-        if f == "azimuth":
-            d = (d + np.pi) % (2 * np.pi) - np.pi
-        p = (d / out[f"reco_{f}_err"])[conv]
-        p = p[np.isfinite(p)]
-        mad = 1.4826 * np.median(np.abs(p - np.median(p)))
-        res[f] = {"mean": float(p.mean()), "std": float(p.std()), "robust_std": float(mad),
-                  "frac_gt4": float(np.mean(np.abs(p) > 4)), "n": int(p.size)}
-    return res, float(conv.mean())
 
 
 def main(argv=None):
