@@ -23,7 +23,8 @@ geometry (``Response.nominal(geometry)``), plus the learned fields (``calib.resp
 LEARNED_FIELDS``), which are always stored; ``CalibrationDB.response`` rebuilds the Response as
 ``Response.nominal(geometry)._replace(**stored)``.
 
-Not thread- or process-safe: one writer at a time.
+Not thread- or process-safe: one writer at a time. Which entries reconstruct which events of a
+batch (grouping by run period) is ``calib.periods``.
 """
 from __future__ import annotations
 
@@ -38,15 +39,14 @@ import tempfile
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 
 from calib.response import DETECTOR_MODULES, LEARNED_FIELDS
 
 __all__ = ["CalibrationDB", "CalibrationEntry", "DetectorConfig", "CalibrationDBError",
-           "make_entry", "responses_for_events", "software_version", "FORMAT_VERSION",
-           "INDEX_NAME"]
+           "make_entry", "software_version", "FORMAT_VERSION", "INDEX_NAME"]
 
 #: Version of the on-disk format written by this module.
 FORMAT_VERSION = 1
@@ -796,112 +796,3 @@ def _like(arr: np.ndarray, ref):
     if isinstance(ref, (float, int)) and not isinstance(ref, bool):
         return type(ref)(np.asarray(arr).reshape(()))
     return np.asarray(arr, dtype=np.asarray(ref).dtype)
-
-
-# ---------------------------------------------------------------------------------------------
-# reconstruction helper
-# ---------------------------------------------------------------------------------------------
-def _group_events(db: CalibrationDB, time_mjd, detectors, missing: str):
-    """(dets, [(event indices, entry index per detector (−1: none))]) of a batch, grouped by
-    the tuple of entries valid at each event's time, ordered by the entries' start times (groups
-    without an entry last); ValueError for events without an entry when ``missing="raise"``."""
-    if missing not in ("raise", "nominal"):
-        raise ValueError(f"missing must be 'raise' or 'nominal', got {missing!r}")
-    t = np.asarray(time_mjd, np.float64).reshape(-1)
-    dets = [d for d in DETECTORS if d in detectors]
-    if not dets:
-        raise ValueError(f"no known detector in {detectors!r}")
-    idx = np.stack([db.for_times(t, d) for d in dets], axis=1) if t.size else \
-        np.zeros((0, len(dets)), np.int64)
-    if missing == "raise":
-        for j, d in enumerate(dets):
-            lost = idx[:, j] < 0
-            if np.any(lost):
-                tl = t[lost][np.isfinite(t[lost])]
-                span = f"MJD {tl.min():.6f} .. {tl.max():.6f}" if tl.size else "unknown times"
-                raise ValueError(f"{db.index_path}: {int(lost.sum())} event(s) have no {d.upper()} "
-                                 f"calibration ({span}); add an entry or pass missing='nominal'")
-    keys, inverse = np.unique(idx, axis=0, return_inverse=True)
-    inverse = np.asarray(inverse).reshape(-1)
-    order = sorted(range(len(keys)), key=lambda g: (bool(np.any(keys[g] < 0)),
-                                                    tuple(int(k) if k >= 0 else len(db) for k in keys[g])))
-    return dets, [(np.nonzero(inverse == g)[0], [int(k) for k in keys[g]]) for g in order]
-
-
-def responses_for_events(db: CalibrationDB, time_mjd, detectors: Sequence[str], geometries: dict,
-                         *, missing: str = "raise") -> tuple[list[np.ndarray], list[dict]]:
-    """Group a batch's events by the calibration valid at their times.
-
-    Parameters
-    ----------
-    time_mjd : (n_events,) UTC MJD of the events
-    detectors : detector names fitted (each is looked up in the entries that calibrate it, so
-        KM2A and WFCTA may come from entries with different periods)
-    geometries : {detector: Geometry} used by the fit; the stored arrays must match their
-        channel counts
-    missing : "raise" (ValueError naming the detector, the number of events and their time
-        range, default) or "nominal" (``Response.nominal(geometry)`` for events no entry covers)
-
-    Returns
-    -------
-    groups : list of (n_g,) int arrays of event indices, together a partition of range(n_events),
-        ordered by the entries' start time (events without an entry last with "nominal")
-    responses : list of {detector: Response}, one per group
-    """
-    dets, grouped = _group_events(db, time_mjd, detectors, missing)
-    cache: dict = {}
-    groups, responses = [], []
-    for index, ks in grouped:
-        groups.append(index)
-        resp = {}
-        for d, k in zip(dets, ks):
-            if (k, d) not in cache:
-                cache[(k, d)] = (DETECTOR_MODULES[d].Response.nominal(geometries[d]) if k < 0
-                                 else db.response(k, d, geometries[d]))
-            resp[d] = cache[(k, d)]
-        responses.append(resp)
-    return groups, responses
-
-
-@dataclasses.dataclass
-class EventSetup:
-    """What one group of events is reconstructed with (:func:`setups_for_events`).
-
-    index : (n_g,) event indices of the group;  entries : {detector: entry name, or None when
-    the nominal calibration is used};  layouts, geometries, responses : {detector: ...} of the
-    group's period (layout and dead channels of the entry, its Response)."""
-
-    index: np.ndarray
-    entries: dict
-    layouts: dict
-    geometries: dict
-    responses: dict
-
-
-def setups_for_events(db: CalibrationDB, time_mjd, detectors: Sequence[str], default_layouts: dict,
-                      *, missing: str = "raise", cache: dict | None = None) -> list[EventSetup]:
-    """Like :func:`responses_for_events`, but each group also gets its period's layout and
-    Geometry (KM2A 3/4 array, dead channels) from the entries, so a run that spans periods of
-    different configurations is fitted with each period's own geometry. Events without an
-    entry (``missing="nominal"``) get ``default_layouts`` and the nominal Response. ``cache``: a
-    dict kept by the caller between batches, so each entry's geometry and Response are built
-    once per run."""
-    dets, grouped = _group_events(db, time_mjd, detectors, missing)
-    cache = {} if cache is None else cache
-    out = []
-    for index, ks in grouped:
-        entries, layouts, geos, resps = {}, {}, {}, {}
-        for d, k in zip(dets, ks):
-            if (k, d) not in cache:
-                module = DETECTOR_MODULES[d]
-                if k < 0:
-                    lay = default_layouts[d]
-                    geo = module.Geometry.from_layout(lay)
-                    cache[(k, d)] = (None, lay, geo, module.Response.nominal(geo))
-                else:
-                    e = db.entries()[k]
-                    geo = db.geometry(e, d)
-                    cache[(k, d)] = (e.name, e._config(d).layout_object(), geo, db.response(e, d, geo))
-            entries[d], layouts[d], geos[d], resps[d] = cache[(k, d)]
-        out.append(EventSetup(index, entries, layouts, geos, resps))
-    return out

@@ -48,13 +48,21 @@ Poisson, every channel learned) to 0.088, and ``learn_min_hits`` (keep channels 
 their starting values) is no longer needed to avoid the bias. Time offsets are not affected.
 Recovery versus the number of events: ``benchmarks/calib_recovery.py`` (BENCHMARKS.md, issue 7).
 
-Checkpoints (``checkpoint=path``): after every outer iteration one ``.npz`` (written atomically)
-holds the trainable parameters (``params/<det>/<field>``), the flattened optimiser state
-(``opt/<i>``), the fitted showers (``shower/<field>``) and a JSON string ``meta`` (outer
-iterations done, optax steps, history, a fingerprint of the events and the settings); a
-readable copy of ``meta`` is written beside it (``<path>.json``). Calling again with the same
-events and settings resumes after the last finished outer iteration and gives the same result
-as an uninterrupted run (minibatches are drawn from ``seed`` and the outer index only).
+Structure: :func:`learn_problem` gathers what stays fixed (:class:`LearnProblem`: events,
+geometry, nominal Response, constraints, settings, the compiled step); :func:`learn_init` gives
+the starting :class:`LearnState` (outer iterations done, trainable parameters, optimiser state,
+showers, step losses, per-iteration records); :func:`learn_step` does one outer iteration, state
+in, state out. :func:`learn_response` is the driver: init (or resume), steps, checkpoints.
+
+Checkpoints (``checkpoint=path``): after every outer iteration the LearnState is written
+(:func:`save_checkpoint`: one ``.npz`` written atomically, with the trainable parameters
+``params/<det>/<field>``, the flattened optimiser state ``opt/<i>``, the fitted showers
+``shower/<field>`` and a JSON string ``meta`` of the outer count, the step losses, the records
+and the problem's fingerprint of the events and settings; a readable copy of ``meta`` beside it,
+``<path>.json``). Calling again with the same events and settings resumes after the last
+finished outer iteration (:func:`load_checkpoint`, which refuses a checkpoint of other events
+or settings) and gives the same result as an uninterrupted run (minibatches are drawn from
+``seed`` and the outer index only).
 
 Memory: the events are held as dense blocks over every channel (KM2A ≈ 6400 channels × 22 bytes
 per event, ≈ 140 kB), so ~10⁴ events take ~1.4 GB; split a long period or cap it (``lhaaso-joint calibrate --max-events``).
@@ -63,12 +71,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -76,13 +85,14 @@ import numpy as np
 import optax
 
 from calib import response as R
+from calib.db import _atomic_write
 from detectors.shower import FIELDS, Shower
 from joint import fit as fitmod
-from calib.db import _atomic_write
-from joint.pipeline import select_channels
+from joint.pipeline import nll_function, prepare, select_channels
 
-__all__ = ["LearnConfig", "learn_response", "channel_hits", "response_errors", "SCALES",
-           "PRIOR_SIGMA", "param_fields", "load_checkpoint"]
+__all__ = ["LearnConfig", "LearnProblem", "LearnState", "learn_problem", "learn_init",
+           "learn_step", "learn_response", "save_checkpoint", "load_checkpoint", "channel_hits",
+           "response_errors", "SCALES", "PRIOR_SIGMA", "param_fields"]
 
 #: Raw-parameter fields of each detector (``calib.response`` Params classes), in order
 PARAM_FIELDS = {det: R._PARAMS[det]._fields for det in R._PARAMS}
@@ -348,8 +358,6 @@ def _profiled(nll_fn, fields, n_steps):
 @lru_cache(maxsize=8)
 def _step_fn_cached(cfg, learning_rate, lr_decay, n_steps, use_prior, learn_key, profile=(),
                     profile_steps=3):
-    from joint.pipeline import nll_function
-
     learn_fields = dict(learn_key)
     nll_fn = nll_function(cfg)
     prof = _profiled(nll_fn, profile, profile_steps)
@@ -389,63 +397,157 @@ def _step_fn_cached(cfg, learning_rate, lr_decay, n_steps, use_prior, learn_key,
 
 
 # ---------------------------------------------------------------------------------------------
-# checkpoints
+# the problem (fixed while learning) and the state (what a step changes, what is checkpointed)
 # ---------------------------------------------------------------------------------------------
-def _fingerprint(batch, cfg, lcfg, learn_fields) -> dict:
-    h = hashlib.sha256()
-    for a in (batch.run, batch.event_id, batch.time_mjd):
-        h.update(np.ascontiguousarray(np.asarray(a)).tobytes())
-    settings = dataclasses.asdict(lcfg)
-    settings.pop("n_outer")  # a resumed run may go further
-    return {"n_events": _n_events(batch), "events_sha256": h.hexdigest(),
-            "detectors": list(cfg.detectors), "reconstruction": repr(cfg),
-            "learn": json.loads(json.dumps(settings, default=list)),
-            "fields": {d: list(fs) for d, fs in learn_fields.items()}}
+@dataclass(frozen=True, eq=False)
+class LearnProblem:
+    """Everything that stays fixed while one period is learned (:func:`learn_problem`): the
+    events, the detector model and the settings. Not checkpointed; its ``fingerprint`` is, so
+    that a checkpoint is only resumed on the same problem.
+
+    cfg, lcfg : the ``ReconstructionConfig`` of the shower fits (KM2A charge model set from
+        ``lcfg.compound_particles``) and the :class:`LearnConfig`
+    batch, blocks : the events, and their dense blocks of the fitted detectors (numpy)
+    geometry, nominal, constraints : {detector: ...} in the fit's dtype
+    frozen : {detector: {raw field: starting values}} (nominal or ``init``), the value of every
+        parameter that is not learned
+    learn_fields, learn_masks : {detector: learned raw fields}, {detector: {field: bool mask of
+        the learned channels}} (``LearnConfig.learn_min_hits``)
+    n_hits, monitored : {detector: {field: hits per channel}}, {detector: {field: bool mask}}
+    base : {detector: Response} the caller started from (nominal or ``init``); the result is
+        this with the learned fields replaced
+    truth, truth_nominal, truth_constraints : the simulation's {detector: Response} (or None)
+        and the nominal Responses and constraints (as given) it is compared in
+    step, opt : the jit-compiled optimiser step and its optax transformation
+    fingerprint : JSON summary of the events and settings (checked on resume)
+    """
+
+    cfg: object
+    lcfg: LearnConfig
+    batch: object
+    blocks: dict
+    geometry: dict
+    nominal: dict
+    constraints: dict
+    frozen: dict
+    learn_fields: dict
+    learn_masks: dict
+    n_hits: dict
+    monitored: dict
+    base: dict
+    truth: Optional[dict]
+    truth_nominal: dict
+    truth_constraints: dict
+    step: object
+    opt: object
+    fingerprint: dict
+
+    @property
+    def n_events(self) -> int:
+        """Number of events of the period."""
+        return _n_events(self.batch)
+
+    def responses(self, trainable) -> dict:
+        """{detector: Response} (fit dtype) of the scaled trainable parameters."""
+        return _build(trainable, self.frozen, self.learn_masks, self.nominal, self.constraints,
+                      self.learn_fields)
+
+    def canonical(self, trainable) -> dict:
+        """{detector: Params} of the projected raw parameters of ``trainable`` (numpy)."""
+        return _canonical(self.responses(trainable), self.nominal, self.constraints)
+
+    def result(self, state: "LearnState") -> dict:
+        """{detector: Response with numpy arrays} learned so far: ``base`` with the learned
+        fields of ``state`` (float64)."""
+        return _numpy(self.responses(state.trainable), self.base)
+
+    def history(self, state: "LearnState", resumed_from: int = 0) -> dict:
+        """The history dict that :func:`learn_response` returns, for ``state``."""
+        return {"loss": list(state.loss), "outer": list(state.records), "n_hits": self.n_hits,
+                "monitored": self.monitored,
+                "fields": {d: list(fs) for d, fs in self.learn_fields.items()},
+                "n_events": self.n_events, "resumed_from": resumed_from}
 
 
-def _save_checkpoint(path: Path, trainable, opt_state, showers, meta: dict) -> None:
-    import io
+def learn_problem(batch, geometry: dict, nominal: dict, cfg=None,
+                  lcfg: LearnConfig = LearnConfig(), *, constraints: dict | None = None,
+                  init: dict | None = None, truth: dict | None = None) -> LearnProblem:
+    """The :class:`LearnProblem` of :func:`learn_response`'s arguments (same meaning; a KM2A-only
+    run may pass the KM2A objects instead of dicts). Compiles nothing and fits nothing."""
+    from joint.config import ReconstructionConfig
 
-    arrays = {f"params/{d}/{f}": np.asarray(v) for d, fs in trainable.items() for f, v in fs.items()}
-    for i, leaf in enumerate(jax.tree_util.tree_leaves(opt_state)):
-        arrays[f"opt/{i}"] = np.asarray(leaf)
-    for f in FIELDS:
-        arrays[f"shower/{f}"] = np.asarray(getattr(showers, f))
-    text = json.dumps(meta, indent=1)
-    arrays["meta"] = np.asarray(text)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    _atomic_write(path, buf.getvalue())
-    _atomic_write(path.with_name(path.name + ".json"), (text + "\n").encode())
+    cfg = cfg or ReconstructionConfig()
+    if "km2a" in cfg.detectors and cfg.km2a_compound != lcfg.compound_particles:
+        cfg = dataclasses.replace(cfg, km2a_compound=float(lcfg.compound_particles))
+    dets = cfg.detectors
+    if not isinstance(geometry, dict):
+        geometry, nominal = {"km2a": geometry}, {"km2a": nominal}
+        init = None if init is None or isinstance(init, dict) else {"km2a": init}
+        truth = None if truth is None or isinstance(truth, dict) else {"km2a": truth}
+    missing = [d for d in dets if d not in geometry or d not in nominal]
+    if missing:
+        raise ValueError(f"no geometry/nominal response for {missing} (detectors {dets})")
+    if _n_events(batch) == 0:
+        raise ValueError("calib.learn: no events to learn from")
+    dt = _dtype(cfg)
+    nom = _cast({d: nominal[d] for d in dets}, dt)
+    constraints = {d: (constraints or {}).get(d) or R.default_constraints(d, geometry[d])
+                   for d in dets}   # given ones, the defaults for the others
+    learn_fields = lcfg.fields_of(dets)
+    start = {d: R.init_params(nom[d], dt) if init is None or d not in init
+             else _cast(R.extract(init[d], nominal[d]), dt) for d in dets}
+    n_hits = channel_hits(batch, dets)
+    step, opt = _step_fn(cfg, lcfg, tuple(sorted(learn_fields.items())))
+    return LearnProblem(
+        cfg=cfg, lcfg=lcfg, batch=batch, blocks=_blocks(batch, dets),
+        geometry=_cast({d: geometry[d] for d in dets}, dt), nominal=nom,
+        constraints=_cast(constraints, dt),
+        frozen={d: {f: getattr(start[d], f) for f in PARAM_FIELDS[d]} for d in dets},
+        learn_fields=learn_fields,
+        learn_masks={d: {f: jnp.asarray(n_hits[d][f] >= lcfg.learn_min_hits) for f in fs}
+                     for d, fs in learn_fields.items()},
+        n_hits=n_hits,
+        monitored={d: {f: (n_hits[d][f] >= lcfg.min_hits) & (n_hits[d][f] >= lcfg.learn_min_hits)
+                       for f in n_hits[d]} for d in dets},
+        base={d: nominal[d] if init is None or d not in init else init[d] for d in dets},
+        truth=None if truth is None else {d: truth[d] for d in dets},
+        truth_nominal=nominal, truth_constraints=constraints,
+        step=step, opt=opt, fingerprint=_fingerprint(batch, cfg, lcfg, learn_fields))
 
 
-def load_checkpoint(path, trainable_template, opt_template):
-    """(trainable, opt_state, showers, meta) from a checkpoint written by :func:`learn_response`;
-    the templates give the pytree structures and dtypes."""
-    path = Path(path)
-    with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(str(z["meta"]))
-        trainable = {d: {f: jnp.asarray(z[f"params/{d}/{f}"], v.dtype) for f, v in fs.items()}
-                     for d, fs in trainable_template.items()}
-        leaves, treedef = jax.tree_util.tree_flatten(opt_template)
-        n_saved = sum(1 for k in z.files if k.startswith("opt/"))
-        if n_saved != len(leaves):
-            raise ValueError(f"{path}: 'opt' holds {n_saved} optimiser leaves, the optimiser "
-                             f"has {len(leaves)} (different settings?)")
-        opt_state = jax.tree_util.tree_unflatten(
-            treedef, [jnp.asarray(z[f"opt/{i}"], np.asarray(l).dtype) for i, l in enumerate(leaves)])
-        showers = Shower(**{f: np.asarray(z[f"shower/{f}"]) for f in FIELDS})
-    return trainable, opt_state, showers, meta
+class LearnState(NamedTuple):
+    """What one :func:`learn_step` changes, and exactly what a checkpoint holds.
+
+    outer : outer iterations done
+    trainable : {detector: {learned raw field: values / SCALES[kind]}} (the optimiser's variables)
+    opt_state : the optax state of ``trainable`` (its step count drives the learning-rate
+        schedule, so a resumed run continues the same schedule)
+    showers : Shower (N,) numpy of the last outer iteration's fits (the next fits start from
+        them), None before the first
+    loss : the loss of every optimiser step so far
+    records : one dict per outer iteration done (:func:`learn_step`'s metrics)
+    """
+
+    outer: int
+    trainable: dict
+    opt_state: object
+    showers: Optional[Shower]
+    loss: tuple
+    records: tuple
 
 
-# ---------------------------------------------------------------------------------------------
-# the loop
-# ---------------------------------------------------------------------------------------------
+def learn_init(problem: LearnProblem) -> LearnState:
+    """The state before the first outer iteration: the starting parameters (nominal or
+    ``init``), a fresh optimiser state, no showers yet."""
+    trainable = {d: {f: problem.frozen[d][f] / SCALES[_kind(f)] for f in fs}
+                 for d, fs in problem.learn_fields.items()}
+    return LearnState(outer=0, trainable=trainable, opt_state=problem.opt.init(trainable),
+                      showers=None, loss=(), records=())
+
+
 def _fit_all(batch, blocks, geos, resps, cfg, showers, fit_batch_size):
     """Fit every event: (Shower (N,) numpy, status (N,), nll (N,)). ``showers`` None: seeds
     from ``joint.pipeline.prepare``; else warm start from them on the channels around them."""
-    from joint.pipeline import nll_function, prepare
-
     nll_fn = nll_function(cfg)
     n = _n_events(batch)
     size = min(fit_batch_size, n)
@@ -465,11 +567,154 @@ def _fit_all(batch, blocks, geos, resps, cfg, showers, fit_batch_size):
     return shower, cat(lambda r, i: i.status), cat(lambda r, i: r.nll)
 
 
+def learn_step(state: LearnState, problem: LearnProblem, *, on_step=None) -> tuple[LearnState, dict]:
+    """One outer iteration: (a) fit every event's Shower with the current Response (warm start
+    from ``state.showers``), (b) ``lcfg.n_steps`` optimiser steps on minibatches of the usable
+    events (drawn from ``lcfg.seed`` and the outer index only, so the result depends on the
+    state and the problem alone). ``state`` is not changed.
+
+    on_step : optional callable ``(outer, step index, loss)`` after each optimiser step
+        (the progress bar)
+
+    Returns (the next state, the outer iteration's record): ``outer``, ``fit_nll`` (mean nll of
+    the usable fits), ``n_usable``, ``status_counts``, ``loss`` (mean step loss), ``dparam``
+    {field: rms change of the projected parameter on the monitored channels}, ``fit_seconds``,
+    ``step_seconds``, and with ``problem.truth`` ``errors`` (:func:`response_errors` on the
+    monitored channels, common shift removed).
+    """
+    cfg, lcfg, outer, n = problem.cfg, problem.lcfg, state.outer, problem.n_events
+    dt = _dtype(cfg)
+    before = problem.canonical(state.trainable)
+    t_fit = time.perf_counter()
+    showers, status, fit_nll = _fit_all(problem.batch, problem.blocks, problem.geometry,
+                                        problem.responses(state.trainable), cfg, state.showers,
+                                        lcfg.fit_batch_size)
+    usable = np.isin(status, [_STATUS_CODES[s] for s in lcfg.use_status]) & np.isfinite(fit_nll)
+    for f in FIELDS:
+        usable &= np.isfinite(getattr(showers, f))
+    idx_ok = np.nonzero(usable)[0]
+    if idx_ok.size == 0:
+        raise RuntimeError(f"outer iteration {outer}: no usable shower fit "
+                           f"(status counts {np.bincount(status, minlength=4).tolist()})")
+    n_total = jnp.asarray(float(idx_ok.size), dt)
+    b = min(lcfg.batch_size, n)
+    rng = np.random.default_rng([lcfg.seed, outer])
+    order = np.concatenate([rng.permutation(idx_ok)
+                            for _ in range(-(-lcfg.n_steps * b // idx_ok.size) + 1)])
+    sh = _cast(showers, dt)
+    trainable, opt_state, losses = state.trainable, state.opt_state, []
+    t_step = time.perf_counter()
+    t_fit = t_step - t_fit
+    for s in range(lcfg.n_steps):
+        sel = order[s * b:(s + 1) * b]
+        trainable, opt_state, nll = problem.step(
+            trainable, opt_state, problem.frozen, problem.learn_masks, problem.nominal,
+            problem.constraints, problem.geometry, jax.tree_util.tree_map(lambda a: a[sel], sh),
+            _cast(_take(problem.blocks, sel), dt), jnp.ones(b, dt), n_total)
+        losses.append(float(nll))
+        if on_step is not None:
+            on_step(outer, s, losses[-1])
+    t_step = time.perf_counter() - t_step
+    after = problem.canonical(trainable)
+    dparam = {}
+    for d, fs in problem.learn_fields.items():
+        for f in fs:
+            m = problem.monitored[d].get(f)
+            diff = getattr(after[d], f) - getattr(before[d], f)
+            diff = diff[m] if m is not None and np.any(m) else diff.reshape(-1)
+            dparam[f] = float(np.sqrt(np.mean(diff ** 2)))
+    rec = {"outer": outer, "fit_nll": float(np.mean(fit_nll[usable])),
+           "n_usable": int(usable.sum()),
+           "status_counts": np.bincount(status, minlength=4)[:4].tolist(),
+           "loss": float(np.mean(losses)), "dparam": dparam,
+           "fit_seconds": t_fit, "step_seconds": t_step}
+    if problem.truth is not None:
+        rec["errors"] = response_errors(_numpy(problem.responses(trainable), problem.base),
+                                        problem.truth, problem.truth_nominal,
+                                        problem.truth_constraints, masks=problem.monitored)
+    return LearnState(outer=outer + 1, trainable=trainable, opt_state=opt_state, showers=showers,
+                      loss=state.loss + tuple(losses), records=state.records + (rec,)), rec
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints: a LearnState on disk
+# ---------------------------------------------------------------------------------------------
+def _fingerprint(batch, cfg, lcfg, learn_fields) -> dict:
+    """Events (run, event id, time) and settings a checkpoint belongs to (not ``n_outer``: a
+    resumed run may go further)."""
+    h = hashlib.sha256()
+    for a in (batch.run, batch.event_id, batch.time_mjd):
+        h.update(np.ascontiguousarray(np.asarray(a)).tobytes())
+    settings = dataclasses.asdict(lcfg)
+    settings.pop("n_outer")
+    return {"n_events": _n_events(batch), "events_sha256": h.hexdigest(),
+            "detectors": list(cfg.detectors), "reconstruction": repr(cfg),
+            "learn": json.loads(json.dumps(settings, default=list)),
+            "fields": {d: list(fs) for d, fs in learn_fields.items()}}
+
+
+def save_checkpoint(path, state: LearnState, problem: LearnProblem) -> None:
+    """Write ``state`` to ``path`` (``.npz``, atomically): ``params/<det>/<field>`` (trainable),
+    ``opt/<i>`` (the optimiser state's leaves in pytree order), ``shower/<field>`` (absent
+    before the first fit) and ``meta``, a JSON string of ``outer``, ``loss``, ``records`` and
+    the problem's ``fingerprint``; a readable copy of ``meta`` goes beside it (``<path>.json``)."""
+    path = Path(path)
+    arrays = {f"params/{d}/{f}": np.asarray(v) for d, fs in state.trainable.items()
+              for f, v in fs.items()}
+    for i, leaf in enumerate(jax.tree_util.tree_leaves(state.opt_state)):
+        arrays[f"opt/{i}"] = np.asarray(leaf)
+    if state.showers is not None:
+        for f in FIELDS:
+            arrays[f"shower/{f}"] = np.asarray(getattr(state.showers, f))
+    text = json.dumps({"outer": state.outer, "loss": list(state.loss),
+                       "records": list(state.records), "fingerprint": problem.fingerprint},
+                      indent=1)
+    arrays["meta"] = np.asarray(text)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    _atomic_write(path, buf.getvalue())
+    _atomic_write(path.with_name(path.name + ".json"), (text + "\n").encode())
+
+
+def load_checkpoint(path, problem: LearnProblem) -> LearnState:
+    """The :class:`LearnState` saved by :func:`save_checkpoint`, for ``problem`` (whose
+    :func:`learn_init` state gives the pytree structures and dtypes). ValueError naming the
+    file when it was written for other events or settings (its fingerprint differs)."""
+    path = Path(path)
+    template = learn_init(problem)
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        saved = meta.get("fingerprint", {})
+        for k, v in problem.fingerprint.items():
+            if saved.get(k) != v:
+                raise ValueError(f"{path}: checkpoint field 'fingerprint.{k}' does not match this "
+                                 f"run ({saved.get(k)!r} vs {v!r}); remove the "
+                                 "checkpoint or use the same events and settings")
+        trainable = {d: {f: jnp.asarray(z[f"params/{d}/{f}"], v.dtype) for f, v in fs.items()}
+                     for d, fs in template.trainable.items()}
+        leaves, treedef = jax.tree_util.tree_flatten(template.opt_state)
+        n_saved = sum(1 for k in z.files if k.startswith("opt/"))
+        if n_saved != len(leaves):
+            raise ValueError(f"{path}: 'opt' holds {n_saved} optimiser leaves, the optimiser "
+                             f"has {len(leaves)} (different settings?)")
+        opt_state = jax.tree_util.tree_unflatten(
+            treedef, [jnp.asarray(z[f"opt/{i}"], np.asarray(l).dtype) for i, l in enumerate(leaves)])
+        showers = (Shower(**{f: np.asarray(z[f"shower/{f}"]) for f in FIELDS})
+                   if f"shower/{FIELDS[0]}" in z.files else None)
+    return LearnState(outer=int(meta["outer"]), trainable=trainable, opt_state=opt_state,
+                      showers=showers, loss=tuple(meta["loss"]), records=tuple(meta["records"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# the driver
+# ---------------------------------------------------------------------------------------------
 def learn_response(batch, geometry: dict, nominal: dict, cfg=None, lcfg: LearnConfig = LearnConfig(),
                    *, constraints: dict | None = None, init: dict | None = None,
                    truth: dict | None = None, checkpoint=None, progress: bool = True,
                    log=None) -> tuple[dict, dict]:
-    """Learn the Response of the detectors of ``cfg`` from the events of one period.
+    """Learn the Response of the detectors of ``cfg`` from the events of one period:
+    :func:`learn_problem`, :func:`learn_init` (or :func:`load_checkpoint`), :func:`learn_step`
+    until ``lcfg.n_outer`` outer iterations are done (:func:`save_checkpoint` after each).
 
     Parameters
     ----------
@@ -499,149 +744,49 @@ def learn_response(batch, geometry: dict, nominal: dict, cfg=None, lcfg: LearnCo
     """
     from tqdm import tqdm
 
-    from joint.config import ReconstructionConfig
-
-    cfg = cfg or ReconstructionConfig()
-    if "km2a" in cfg.detectors and cfg.km2a_compound != lcfg.compound_particles:
-        cfg = dataclasses.replace(cfg, km2a_compound=float(lcfg.compound_particles))
-    dets = cfg.detectors
-    if not isinstance(geometry, dict):
-        geometry, nominal = {"km2a": geometry}, {"km2a": nominal}
-        init = None if init is None or isinstance(init, dict) else {"km2a": init}
-        truth = None if truth is None or isinstance(truth, dict) else {"km2a": truth}
-    missing = [d for d in dets if d not in geometry or d not in nominal]
-    if missing:
-        raise ValueError(f"no geometry/nominal response for {missing} (detectors {dets})")
-    n = _n_events(batch)
-    if n == 0:
-        raise ValueError("learn_response: no events")
-    dt = _dtype(cfg)
-    geos = _cast({d: geometry[d] for d in dets}, dt)
-    nom = _cast({d: nominal[d] for d in dets}, dt)
-    constraints = {d: (constraints or {}).get(d) or R.default_constraints(d, geometry[d])
-                   for d in dets}   # given ones, the defaults for the others
-    cons = _cast({d: constraints[d] for d in dets}, dt)
-    learn_fields = lcfg.fields_of(dets)
-    learn_key = tuple(sorted(learn_fields.items()))
-    start = {d: R.init_params(nom[d], dt) if init is None or d not in init
-             else _cast(R.extract(init[d], nominal[d]), dt) for d in dets}
-    frozen = {d: {f: getattr(start[d], f) for f in PARAM_FIELDS[d]} for d in dets}
-    base = {d: nominal[d] if init is None or d not in init else init[d] for d in dets}
-    trainable = {d: {f: frozen[d][f] / SCALES[_kind(f)] for f in fs}
-                 for d, fs in learn_fields.items()}
-    step, opt = _step_fn(cfg, lcfg, learn_key)
-    opt_state = opt.init(trainable)
-    blocks = _blocks(batch, dets)
-    n_hits = channel_hits(batch, dets)
-    monitored = {d: {f: (n_hits[d][f] >= lcfg.min_hits) & (n_hits[d][f] >= lcfg.learn_min_hits)
-                     for f in n_hits[d]} for d in dets}
-    learn_masks = {d: {f: jnp.asarray(n_hits[d][f] >= lcfg.learn_min_hits) for f in fs}
-                   for d, fs in learn_fields.items()}
-    history = {"loss": [], "outer": [], "n_hits": n_hits, "monitored": monitored,
-               "fields": {d: list(fs) for d, fs in learn_fields.items()}, "n_events": n,
-               "resumed_from": 0}
-    fingerprint = _fingerprint(batch, cfg, lcfg, learn_fields)
-    showers, done, n_steps_done = None, 0, 0
-    ckpt = None if checkpoint is None else Path(checkpoint)
-    if ckpt is not None and ckpt.exists():
-        trainable, opt_state, showers, meta = load_checkpoint(ckpt, trainable, opt_state)
-        for k, v in fingerprint.items():
-            if meta["fingerprint"].get(k) != v:
-                raise ValueError(f"{ckpt}: checkpoint field 'fingerprint.{k}' does not match this "
-                                 f"run ({meta['fingerprint'].get(k)!r} vs {v!r}); remove the "
-                                 "checkpoint or use the same events and settings")
-        done, n_steps_done = int(meta["outer_done"]), int(meta["steps_done"])
-        history["loss"] = list(meta["history"]["loss"])
-        history["outer"] = list(meta["history"]["outer"])
-        history["resumed_from"] = done
-        if log:
-            log(f"resumed from {ckpt}: {done} outer iteration(s), {n_steps_done} steps done")
-
-    def responses_now():
-        return _build(trainable, frozen, learn_masks, nom, cons, learn_fields)
-
-    def canonical_now():
-        return _canonical(responses_now(), nom, cons)
-
+    problem = learn_problem(batch, geometry, nominal, cfg, lcfg, constraints=constraints,
+                            init=init, truth=truth)
     if log is print and progress:
         log = tqdm.write  # lines above the bar instead of through it
-    ok_codes = [_STATUS_CODES[s] for s in lcfg.use_status]
-    b = min(lcfg.batch_size, n)
-    n_total = jnp.asarray(1.0, dt)
-    bar = tqdm(total=max(lcfg.n_outer - done, 0) * lcfg.n_steps, unit="step",
-               disable=not progress, desc="calibrate " + "+".join(dets))
-    for outer in range(done, lcfg.n_outer):
-        before = canonical_now()
-        resps = responses_now()
-        t_fit = time.perf_counter()
-        showers, status, fit_nll = _fit_all(batch, blocks, geos, resps, cfg, showers,
-                                            lcfg.fit_batch_size)
-        usable = np.isin(status, ok_codes) & np.isfinite(fit_nll)
-        for f in FIELDS:
-            usable &= np.isfinite(getattr(showers, f))
-        idx_ok = np.nonzero(usable)[0]
-        if idx_ok.size == 0:
-            raise RuntimeError(f"outer iteration {outer}: no usable shower fit "
-                               f"(status counts {np.bincount(status, minlength=4).tolist()})")
-        n_total = jnp.asarray(float(idx_ok.size), dt)
-        rng = np.random.default_rng([lcfg.seed, outer])
-        order = np.concatenate([rng.permutation(idx_ok)
-                                for _ in range(-(-lcfg.n_steps * b // idx_ok.size) + 1)])
-        sh = _cast(showers, dt)
-        losses = []
-        t_step = time.perf_counter()
-        t_fit = t_step - t_fit
-        for s in range(lcfg.n_steps):
-            sel = order[s * b:(s + 1) * b]
-            mb_blocks = _cast(_take(blocks, sel), dt)
-            mb_showers = jax.tree_util.tree_map(lambda a: a[sel], sh)
-            weight = jnp.ones(b, dt)
-            trainable, opt_state, nll = step(trainable, opt_state, frozen, learn_masks, nom, cons, geos,
-                                             mb_showers, mb_blocks, weight, n_total)
-            losses.append(float(nll))
-            bar.update(1)
-            if s % 10 == 0 or s == lcfg.n_steps - 1:
-                bar.set_postfix(outer=outer, loss=f"{losses[-1]:.2f}")
-        t_step = time.perf_counter() - t_step
-        after = canonical_now()
-        dparam = {}
-        for d, fs in learn_fields.items():
-            for f in fs:
-                m = monitored[d].get(f)
-                diff = getattr(after[d], f) - getattr(before[d], f)
-                diff = diff[m] if m is not None and np.any(m) else diff.reshape(-1)
-                dparam[f] = float(np.sqrt(np.mean(diff ** 2)))
-        rec = {"outer": outer, "fit_nll": float(np.mean(fit_nll[usable])),
-               "n_usable": int(usable.sum()),
-               "status_counts": np.bincount(status, minlength=4)[:4].tolist(),
-               "loss": float(np.mean(losses)), "dparam": dparam,
-               "fit_seconds": t_fit, "step_seconds": t_step}
-        if truth is not None:
-            rec["errors"] = response_errors(
-                _numpy(responses_now(), base), {d: truth[d] for d in dets}, nominal,
-                constraints, masks=monitored)
-        history["loss"] += losses
-        history["outer"].append(rec)
-        n_steps_done += lcfg.n_steps
-        bar.set_postfix(outer=outer, loss=f"{rec['loss']:.2f}",
-                        **{f"d_{k}": f"{v:.3g}" for k, v in dparam.items()})
+    ckpt = None if checkpoint is None else Path(checkpoint)
+    if ckpt is not None and ckpt.exists():
+        state = load_checkpoint(ckpt, problem)
         if log:
-            msg = (f"outer {outer}: {rec['n_usable']}/{n} usable fits, mean fit nll "
-                   f"{rec['fit_nll']:.2f}, step loss {rec['loss']:.2f} ({t_fit:.1f} s fits, "
-                   f"{t_step:.1f} s steps); rms change "
-                   + ", ".join(f"{k} {v:.3g}" for k, v in dparam.items()))
-            if rec.get("errors"):
-                msg += "; rms error " + ", ".join(f"{k} {v['rms_error']:.3g} (true {v['rms_true']:.3g})"
-                                                  for k, v in rec["errors"].items()
-                                                  if k in dparam)
-            log(msg)
+            log(f"resumed from {ckpt}: {state.outer} outer iteration(s), {len(state.loss)} "
+                "steps done")
+    else:
+        state = learn_init(problem)
+    resumed_from = state.outer
+    bar = tqdm(total=max(lcfg.n_outer - state.outer, 0) * lcfg.n_steps, unit="step",
+               disable=not progress, desc="calibrate " + "+".join(problem.cfg.detectors))
+
+    def on_step(outer, s, loss):
+        bar.update(1)
+        if s % 10 == 0 or s == lcfg.n_steps - 1:
+            bar.set_postfix(outer=outer, loss=f"{loss:.2f}")
+
+    while state.outer < lcfg.n_outer:
+        state, rec = learn_step(state, problem, on_step=on_step)
+        bar.set_postfix(outer=rec["outer"], loss=f"{rec['loss']:.2f}",
+                        **{f"d_{k}": f"{v:.3g}" for k, v in rec["dparam"].items()})
+        if log:
+            log(_describe(rec, problem.n_events))
         if ckpt is not None:
-            meta = {"outer_done": outer + 1, "steps_done": n_steps_done,
-                    "fingerprint": fingerprint,
-                    "history": {"loss": history["loss"], "outer": history["outer"]}}
-            _save_checkpoint(ckpt, trainable, opt_state, showers, meta)
+            save_checkpoint(ckpt, state, problem)
     bar.close()
-    return _numpy(responses_now(), base), history
+    return problem.result(state), problem.history(state, resumed_from)
+
+
+def _describe(rec: dict, n: int) -> str:
+    """One log line of an outer iteration's record."""
+    msg = (f"outer {rec['outer']}: {rec['n_usable']}/{n} usable fits, mean fit nll "
+           f"{rec['fit_nll']:.2f}, step loss {rec['loss']:.2f} ({rec['fit_seconds']:.1f} s fits, "
+           f"{rec['step_seconds']:.1f} s steps); rms change "
+           + ", ".join(f"{k} {v:.3g}" for k, v in rec["dparam"].items()))
+    if rec.get("errors"):
+        msg += "; rms error " + ", ".join(f"{k} {v['rms_error']:.3g} (true {v['rms_true']:.3g})"
+                                          for k, v in rec["errors"].items() if k in rec["dparam"])
+    return msg
 
 
 def _numpy(resps: dict, base: dict) -> dict:

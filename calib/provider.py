@@ -9,7 +9,8 @@ import json
 
 import uproot
 
-from calib.db import CalibrationDB, CalibrationDBError, _group_events, setups_for_events
+from calib.db import CalibrationDB, CalibrationDBError
+from calib.periods import group_events, setups_for_events
 from joint.io import file_kind
 from joint.io.schema import TREE
 
@@ -47,7 +48,7 @@ class CalibrationProvider:
             with uproot.open(path) as f:
                 t = f[TREE]["time_mjd"].array(library="np")
             try:
-                _group_events(self.db, t, sorted(detectors), "raise")
+                group_events(self.db, t, sorted(detectors), "raise")
             except ValueError as err:
                 raise ValueError(f"{path}: {err}") from None
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from calib import response as R
-from calib.db import (CalibrationDB, CalibrationDBError, DetectorConfig, INDEX_NAME, make_entry,
-                      responses_for_events)
+from calib.db import CalibrationDB, CalibrationDBError, DetectorConfig, INDEX_NAME, make_entry
+from calib.periods import responses_for_events
 from detectors import km2a, wcda, wfcta
 from detectors.layout import km2a_layout
 

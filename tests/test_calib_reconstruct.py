@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import pytest
 
 from calib import response as R
-from calib.db import CalibrationDB, DetectorConfig, make_entry, setups_for_events
+from calib.db import CalibrationDB, DetectorConfig, make_entry
+from calib.periods import setups_for_events
 from detectors import km2a
 from detectors.layout import km2a_layout
 
