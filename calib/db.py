@@ -424,7 +424,7 @@ def _umask() -> int:
     return mask
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -753,7 +753,7 @@ class CalibrationDB:
                 data = _npz_bytes(e.parameters)
                 sha = hashlib.sha256(data).hexdigest()
                 fname = f"{e.name}.{sha[:12]}.npz"
-                _atomic_write(array_dir / fname, data)
+                atomic_write(array_dir / fname, data)
                 self._files[e.name] = (fname, sha)
             fname, sha = self._files[e.name]
             records.append(self._entry_json(e, fname, sha))
@@ -763,7 +763,7 @@ class CalibrationDB:
                               f"in {ARRAY_DIR}/<file>.npz under keys '<detector>.<field>'",
                "time_scale": "utc",
                "entries": records}
-        _atomic_write(self.index_path, (_dumps(doc) + "\n").encode())
+        atomic_write(self.index_path, (_dumps(doc) + "\n").encode())
         keep = {f for f, _ in self._files.values()}
         if array_dir.is_dir():
             for f in array_dir.glob("*.npz"):

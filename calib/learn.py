@@ -85,7 +85,7 @@ import numpy as np
 import optax
 
 from calib import response as R
-from calib.db import _atomic_write
+from calib.db import atomic_write
 from detectors.shower import FIELDS, Shower
 from joint import fit as fitmod
 from joint.pipeline import nll_function, prepare, select_channels
@@ -672,8 +672,8 @@ def save_checkpoint(path, state: LearnState, problem: LearnProblem) -> None:
     arrays["meta"] = np.asarray(text)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    _atomic_write(path, buf.getvalue())
-    _atomic_write(path.with_name(path.name + ".json"), (text + "\n").encode())
+    atomic_write(path, buf.getvalue())
+    atomic_write(path.with_name(path.name + ".json"), (text + "\n").encode())
 
 
 def load_checkpoint(path, problem: LearnProblem) -> LearnState:

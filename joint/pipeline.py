@@ -27,7 +27,7 @@ from joint.event import Event, batch_size as _n_events, pad_batch
 from joint.likelihood import detector_model, joint_model
 
 __all__ = ["reconstruct_batch", "reconstruct_records", "prepare", "nll_function",
-           "select_channels", "straggler_passes", "REFIT_BATCH"]
+           "select_channels", "straggler_passes", "padded_size", "REFIT_BATCH"]
 
 
 def all_finite_shower(s):
@@ -337,14 +337,26 @@ def _gof_fn(cfg):
     return jax.jit(jax.vmap(one))
 
 
+def padded_size(n: int, batch_size: int) -> int:
+    """The batch shape ``reconstruct_records`` compiles for ``n`` events in chunks of at most
+    ``batch_size``: ``batch_size`` when ``n`` fills it, else the smallest power of two ≥ max(n, 8)
+    (capped at ``batch_size``)."""
+    if n >= batch_size:
+        return batch_size
+    return min(batch_size, 1 << max(3, (max(n, 1) - 1).bit_length()))
+
+
 def reconstruct_records(batch: Event, geometry, response, cfg: ReconstructionConfig,
                         batch_size: int = 256, observables: Callable | None = None,
                         progress=None) -> dict:
     """:func:`reconstruct_batch` over a batch of any number of events, in chunks of
     ``batch_size`` padded to that size (one compilation for any number of events); the columns
-    of the real events, in order. ``progress``: an optional callable(n_done_in_chunk)."""
+    of the real events, in order. ``progress``: an optional callable(n_done_in_chunk).
+
+    A batch smaller than ``batch_size`` is padded to the next of :func:`padded_size`'s sizes
+    (powers of two from 8), so samples of different sizes share compiled programs."""
     n = _n_events(batch)
-    size = min(batch_size, max(n, 1))
+    size = padded_size(n, batch_size)
     parts = []
     for start in range(0, n, size):
         stop = min(n, start + size)

@@ -230,6 +230,7 @@ LAYERS = {
     "analysis.observables": ("calib", "lhaaso_joint"),
     "calib.provider": ("analysis", "lhaaso_joint"),
     "calib.learn": ("analysis", "lhaaso_joint"),
+    "calib.periods": ("analysis", "lhaaso_joint"),
 }
 
 
@@ -264,4 +265,21 @@ def test_no_function_level_import_crosses_a_layer():
                     continue
                 if top in forbidden:
                     bad.append(f"{path.relative_to(root)}:{node.lineno} imports {top}")
+    assert not bad, "\n".join(bad)
+
+
+def test_no_module_imports_another_modules_private_names():
+    """``from x import _name`` across modules: a private name is the module's own business."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    bad = []
+    for pkg in ("detectors", "joint", "analysis", "calib", "lhaaso_joint"):
+        for path in (root / pkg).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    bad += [f"{path.relative_to(root)}:{node.lineno} {node.module}.{a.name}"
+                            for a in node.names
+                            if a.name.startswith("_") and not a.name.startswith("__")]
     assert not bad, "\n".join(bad)
