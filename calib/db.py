@@ -44,6 +44,7 @@ from typing import Iterable
 import numpy as np
 
 from calib.response import DETECTOR_MODULES, LEARNED_FIELDS
+from detectors import registry
 
 __all__ = ["CalibrationDB", "CalibrationEntry", "DetectorConfig", "CalibrationDBError",
            "make_entry", "software_version", "FORMAT_VERSION", "INDEX_NAME"]
@@ -55,9 +56,9 @@ INDEX_NAME = "calib_db.json"
 #: Sub-directory of the entries' array files.
 ARRAY_DIR = "entries"
 #: Detectors in canonical order.
-DETECTORS = ("km2a", "wcda", "wfcta")
+DETECTORS = tuple(d for d in registry.BUILT if d in DETECTOR_MODULES)
 #: Channel kinds of each detector (keys of ``DetectorConfig.dead``).
-CHANNEL_KINDS = {"km2a": ("ed", "md"), "wcda": ("cell",), "wfcta": ("pixel",)}
+CHANNEL_KINDS = {d: tuple(registry.get(d).channel_kinds) for d in DETECTOR_MODULES}
 #: Two MJDs closer than this [days] (about 9 ms) count as equal when the index is checked.
 _MJD_TOLERANCE = 1e-7
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")

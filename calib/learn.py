@@ -86,6 +86,7 @@ import optax
 
 from calib import response as R
 from calib.db import atomic_write
+from detectors import registry
 from detectors.shower import FIELDS, Shower
 from joint import fit as fitmod
 from joint.pipeline import nll_function, prepare, select_channels
@@ -95,7 +96,7 @@ __all__ = ["LearnConfig", "LearnProblem", "LearnState", "learn_problem", "learn_
            "response_errors", "SCALES", "PRIOR_SIGMA", "param_fields"]
 
 #: Raw-parameter fields of each detector (``calib.response`` Params classes), in order
-PARAM_FIELDS = {det: R._PARAMS[det]._fields for det in R._PARAMS}
+PARAM_FIELDS = {det: c.params._fields for det, c in R.CALIBRATIONS.items()}
 #: detector of each raw-parameter field name (the names are unique across detectors)
 FIELD_DETECTOR = {f: det for det, fs in PARAM_FIELDS.items() for f in fs}
 
@@ -105,11 +106,7 @@ SCALES = {"log": 0.1, "time_offset": 2.0}
 PRIOR_SIGMA = {"log": 0.5, "time_offset": 20.0}
 
 #: dense event block of each raw-parameter field (for the hit counts)
-_FIELD_BLOCK = {"ed_log_gain": "km2a_ed", "ed_time_offset": "km2a_ed",
-                "md_log_gain": "km2a_md", "md_time_offset": "km2a_md",
-                "log_efficiency": "wcda", "time_offset": "wcda",
-                "pixel_log_gain": "wfcta", "tel_log_efficiency": "wfcta"}
-_DET_BLOCKS = {"km2a": ("km2a_ed", "km2a_md"), "wcda": ("wcda",), "wfcta": ("wfcta",)}
+_FIELD_BLOCK = {f: b for c in R.CALIBRATIONS.values() for f, b in c.field_blocks.items()}
 
 _STATUS_CODES = {"converged": fitmod.CONVERGED, "max_iter": fitmod.MAX_ITER}
 
@@ -210,7 +207,7 @@ def _blocks(batch, detectors) -> dict:
     """{block name: ChannelBlock (numpy, (N, n))} of the fitted detectors."""
     out = {}
     for d in detectors:
-        for b in _DET_BLOCKS[d]:
+        for b in registry.get(d).block_names:
             block = getattr(batch, b, None)
             if block is None:
                 raise ValueError(f"the events have no '{b}' block but {d.upper()} is calibrated")
@@ -286,12 +283,7 @@ def response_errors(learned: dict, truth: dict, nominal: dict, constraints: dict
 
 
 def _shape_kw(det, nominal):
-    if det == "km2a":
-        return dict(n_ed=int(np.shape(nominal.ed_gain)[0]), n_md=int(np.shape(nominal.md_gain)[0]))
-    if det == "wcda":
-        return dict(n=int(np.shape(nominal.efficiency)[0]))
-    n_tel, n_pix = np.shape(nominal.pixel_gain)
-    return dict(n_tel=int(n_tel), n_pix=int(n_pix))
+    return R.CALIBRATIONS[det].shape_kw(R.extract(nominal, nominal))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,7 +310,7 @@ def _build(trainable, frozen, masks, nominal, constraints, learn_fields):
                 vals[f] = _raw(trainable, frozen, masks, d, f)
             else:
                 vals[f] = frozen[d][f]
-        out[d] = R.apply(R._PARAMS[d](**vals), nom, constraints[d])
+        out[d] = R.apply(R.CALIBRATIONS[d].params(**vals), nom, constraints[d])
     return out
 
 

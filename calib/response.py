@@ -59,31 +59,23 @@ Everything here is pure JAX (jit, vmap and grad safe); numpy only builds the sta
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from detectors import km2a, wcda, wfcta
+from detectors import km2a, registry, wcda, wfcta
 
 __all__ = ["Projection", "project", "KM2AParams", "WCDAParams", "WFCTAParams", "KM2AConstraints",
            "WCDAConstraints", "WFCTAConstraints", "km2a_constraints", "wcda_constraints",
            "wfcta_constraints", "default_constraints", "apply_km2a", "apply_wcda", "apply_wfcta",
            "extract_km2a", "extract_wcda", "extract_wfcta", "apply", "extract", "init_params",
            "project_params", "Constraint", "KM2ACalibration", "WCDACalibration",
-           "WFCTACalibration", "LEARNED_FIELDS", "DETECTOR_MODULES", "detector_of"]
+           "WFCTACalibration", "LEARNED_FIELDS", "DETECTOR_MODULES", "detector_of",
+           "DetectorCalibration", "CALIBRATIONS"]
 
-#: Response fields that the calibration learns, per detector.
-LEARNED_FIELDS = {
-    "km2a": ("ed_gain", "md_gain", "ed_time_offset", "md_time_offset"),
-    "wcda": ("efficiency", "time_offset"),
-    "wfcta": ("pixel_gain", "tel_efficiency"),
-}
-
-#: The detector module (Geometry, Response) of each detector name.
-DETECTOR_MODULES = {"km2a": km2a, "wcda": wcda, "wfcta": wfcta}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,77 +427,124 @@ def extract_wfcta(response: wfcta.Response, nominal: wfcta.Response) -> WFCTAPar
 # ---------------------------------------------------------------------------------------------
 # dispatch on the detector
 # ---------------------------------------------------------------------------------------------
-_BY_PARAMS = {KM2AParams: "km2a", WCDAParams: "wcda", WFCTAParams: "wfcta"}
-_BY_RESPONSE = {km2a.Response: "km2a", wcda.Response: "wcda", wfcta.Response: "wfcta"}
-_APPLY = {"km2a": apply_km2a, "wcda": apply_wcda, "wfcta": apply_wfcta}
-_EXTRACT = {"km2a": extract_km2a, "wcda": extract_wcda, "wfcta": extract_wfcta}
-_PARAMS = {"km2a": KM2AParams, "wcda": WCDAParams, "wfcta": WFCTAParams}
-_CONSTRAINTS = {"km2a": km2a_constraints, "wcda": wcda_constraints, "wfcta": wfcta_constraints}
+class DetectorCalibration(NamedTuple):
+    """What the calibration knows about one detector of ``detectors.registry``: the one table
+    that the rest of calib (learn, db, periods) dispatches on.
+
+    params, constraints_type : the raw-parameter and constraint NamedTuples
+    apply : (params, nominal Response, constraints or None) -> Response
+    extract : (Response, nominal Response) -> raw params (not projected)
+    constraints : (geometry or None, **options) -> constraints
+    project : (params, constraints) -> the projected (canonical) params
+    shape_kw : raw params -> the shape options of ``constraints`` without a geometry
+    learned_fields : the Response fields the calibration learns (always stored in the database)
+    field_blocks : raw field -> the event block whose hits constrain it (hit counts)
+    """
+
+    params: type
+    constraints_type: type
+    apply: Callable
+    extract: Callable
+    constraints: Callable
+    project: Callable
+    shape_kw: Callable
+    learned_fields: tuple
+    field_blocks: Mapping
+
+
+def _project_km2a(params: KM2AParams, constraints: KM2AConstraints) -> KM2AParams:
+    n_ed = params.ed_log_gain.shape[0]
+    g = project(jnp.concatenate([params.ed_log_gain, params.md_log_gain]), constraints.gain)
+    t = project(jnp.concatenate([params.ed_time_offset, params.md_time_offset]), constraints.time)
+    return KM2AParams(g[:n_ed], g[n_ed:], t[:n_ed], t[n_ed:])
+
+
+def _project_wcda(params: WCDAParams, constraints: WCDAConstraints) -> WCDAParams:
+    return WCDAParams(project(params.log_efficiency, constraints.efficiency),
+                      project(params.time_offset, constraints.time))
+
+
+def _project_wfcta(params: WFCTAParams, constraints: WFCTAConstraints) -> WFCTAParams:
+    return WFCTAParams(project(params.pixel_log_gain, constraints.pixel_gain),
+                       project(params.tel_log_efficiency, constraints.tel_efficiency))
+
+
+def _shape(a, axis=0) -> int:
+    return int(np.shape(a)[axis])
+
+
+#: The calibration of each detector, keyed by registry name (tests/test_registry.py checks the
+#: keys against ``detectors.registry``).
+CALIBRATIONS = {
+    "km2a": DetectorCalibration(
+        KM2AParams, KM2AConstraints, apply_km2a, extract_km2a, km2a_constraints, _project_km2a,
+        lambda p: dict(n_ed=_shape(p.ed_log_gain), n_md=_shape(p.md_log_gain)),
+        ("ed_gain", "md_gain", "ed_time_offset", "md_time_offset"),
+        {"ed_log_gain": "km2a_ed", "ed_time_offset": "km2a_ed", "md_log_gain": "km2a_md",
+         "md_time_offset": "km2a_md"}),
+    "wcda": DetectorCalibration(
+        WCDAParams, WCDAConstraints, apply_wcda, extract_wcda, wcda_constraints, _project_wcda,
+        lambda p: dict(n=_shape(p.log_efficiency)), ("efficiency", "time_offset"),
+        {"log_efficiency": "wcda", "time_offset": "wcda"}),
+    "wfcta": DetectorCalibration(
+        WFCTAParams, WFCTAConstraints, apply_wfcta, extract_wfcta, wfcta_constraints,
+        _project_wfcta,
+        lambda p: dict(n_tel=_shape(p.pixel_log_gain), n_pix=_shape(p.pixel_log_gain, 1)),
+        ("pixel_gain", "tel_efficiency"),
+        {"pixel_log_gain": "wfcta", "tel_log_efficiency": "wfcta"}),
+}
+
+#: Response fields that the calibration learns, per detector.
+LEARNED_FIELDS = {d: c.learned_fields for d, c in CALIBRATIONS.items()}
+
+#: The detector module (Geometry, Response) of each calibrated detector (from the registry).
+DETECTOR_MODULES = {d: registry.get(d).module for d in CALIBRATIONS}
 
 
 def detector_of(obj) -> str:
-    """Detector name ("km2a", "wcda", "wfcta") of a Params, Response or Constraints object."""
-    for table in (_BY_PARAMS, _BY_RESPONSE):
-        for cls, name in table.items():
-            if isinstance(obj, cls):
-                return name
-    for name, cls in (("km2a", KM2AConstraints), ("wcda", WCDAConstraints),
-                      ("wfcta", WFCTAConstraints)):
-        if isinstance(obj, cls):
-            return name
-    raise TypeError(f"not a KM2A/WCDA/WFCTA params, response or constraints: {type(obj).__name__}")
+    """Registry name of the detector of a Params, Constraints or Response object."""
+    for d, c in CALIBRATIONS.items():
+        if isinstance(obj, (c.params, c.constraints_type, DETECTOR_MODULES[d].Response)):
+            return d
+    raise TypeError(f"not the params, response or constraints of a calibrated detector "
+                    f"{tuple(CALIBRATIONS)}: {type(obj).__name__}")
 
 
 def apply(params, nominal_response, constraints=None):
-    """Response of ``params`` (KM2AParams, WCDAParams or WFCTAParams) on ``nominal_response``:
-    dispatches to :func:`apply_km2a`, :func:`apply_wcda` or :func:`apply_wfcta`. Pure JAX,
-    differentiable w.r.t. ``params``."""
+    """Response of a detector's raw ``params`` on ``nominal_response`` (the detector's
+    ``apply`` of :data:`CALIBRATIONS`). Pure JAX, differentiable w.r.t. ``params``."""
     det = detector_of(params)
     if detector_of(nominal_response) != det:
         raise TypeError(f"{type(params).__name__} applied to a {det.upper()} response expected, "
                         f"got {type(nominal_response).__module__}.Response")
-    return _APPLY[det](params, nominal_response, constraints)
+    return CALIBRATIONS[det].apply(params, nominal_response, constraints)
 
 
 def extract(response, nominal):
     """Raw parameters (not projected) of a detector ``response`` relative to ``nominal``."""
-    return _EXTRACT[detector_of(response)](response, nominal)
+    return CALIBRATIONS[detector_of(response)].extract(response, nominal)
 
 
 def init_params(nominal_response, dtype=None):
     """All-zero raw parameters (→ the nominal Response) shaped for ``nominal_response``."""
     det = detector_of(nominal_response)
     zero = extract(nominal_response, nominal_response)
-    return _PARAMS[det](*(jnp.zeros(jnp.shape(v), dtype=dtype) for v in zero))
+    return CALIBRATIONS[det].params(*(jnp.zeros(jnp.shape(v), dtype=dtype) for v in zero))
 
 
 def default_constraints(detector: str, geometry=None, **options):
     """The constraints of ``detector`` for ``geometry`` with the given options
     (:func:`km2a_constraints`, :func:`wcda_constraints`, :func:`wfcta_constraints`)."""
-    return _CONSTRAINTS[detector](geometry, **options)
+    return CALIBRATIONS[detector].constraints(geometry, **options)
 
 
 def project_params(params, constraints=None, nominal_response=None):
     """The canonical (projected) raw parameters: ``extract(apply(params, nominal), nominal)``
     computed directly; ``constraints`` None uses the all-live defaults (needs no nominal)."""
-    det = detector_of(params)
+    cal = CALIBRATIONS[detector_of(params)]
     if constraints is None:
-        shapes = {"km2a": lambda p: dict(n_ed=p.ed_log_gain.shape[0], n_md=p.md_log_gain.shape[0]),
-                  "wcda": lambda p: dict(n=p.log_efficiency.shape[0]),
-                  "wfcta": lambda p: dict(n_tel=p.pixel_log_gain.shape[0],
-                                          n_pix=p.pixel_log_gain.shape[1])}[det](params)
-        constraints = _CONSTRAINTS[det](None, **shapes)
-    if det == "km2a":
-        n_ed = params.ed_log_gain.shape[0]
-        g = project(jnp.concatenate([params.ed_log_gain, params.md_log_gain]), constraints.gain)
-        t = project(jnp.concatenate([params.ed_time_offset, params.md_time_offset]),
-                    constraints.time)
-        return KM2AParams(g[:n_ed], g[n_ed:], t[:n_ed], t[n_ed:])
-    if det == "wcda":
-        return WCDAParams(project(params.log_efficiency, constraints.efficiency),
-                          project(params.time_offset, constraints.time))
-    return WFCTAParams(project(params.pixel_log_gain, constraints.pixel_gain),
-                       project(params.tel_log_efficiency, constraints.tel_efficiency))
+        constraints = cal.constraints(None, **cal.shape_kw(params))
+    return cal.project(params, constraints)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -532,7 +571,7 @@ class _Calibration(nnx.Module):
     @property
     def params(self):
         """The raw parameters as the detector's Params NamedTuple (current values)."""
-        cls = _PARAMS[self.detector]
+        cls = CALIBRATIONS[self.detector].params
         return cls(*(getattr(self, f).get_value() for f in cls._fields))
 
     def set_params(self, params) -> None:
@@ -546,7 +585,8 @@ class _Calibration(nnx.Module):
 
     def __call__(self, nominal_response):
         """The Response of the current parameters on ``nominal_response``."""
-        return _APPLY[self.detector](self.params, nominal_response, self.constraints.get_value())
+        return CALIBRATIONS[self.detector].apply(self.params, nominal_response,
+                                                 self.constraints.get_value())
 
 
 def _zeros_like_fields(cls, shapes, dtype):

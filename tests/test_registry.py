@@ -283,3 +283,20 @@ def test_no_module_imports_another_modules_private_names():
                             for a in node.names
                             if a.name.startswith("_") and not a.name.startswith("__")]
     assert not bad, "\n".join(bad)
+
+
+def test_calibrations_cover_the_built_detectors():
+    """calib's per-detector table is keyed by the registry's names and agrees with it."""
+    from calib.db import CHANNEL_KINDS
+    from calib.response import CALIBRATIONS, detector_of, init_params
+    from detectors import registry
+
+    assert tuple(CALIBRATIONS) == registry.BUILT
+    for d, cal in CALIBRATIONS.items():
+        spec = registry.get(d)
+        assert set(cal.field_blocks.values()) <= set(spec.block_names)
+        assert set(cal.params._fields) == set(cal.field_blocks)
+        assert set(cal.learned_fields) <= set(spec.module.Response._fields)
+        assert CHANNEL_KINDS[d] == tuple(spec.channel_kinds)
+        _, _, nominal = spec.setup("full")
+        assert detector_of(init_params(nominal)) == d
