@@ -26,6 +26,7 @@ from analysis.hillas import dist_alpha, hillas_parameters, neighbor_matrix, tail
 from detectors import km2a, wcda
 from detectors.layout import camera_pixel_xy
 from detectors.shower import shower_plane_coordinates
+from joint.traced import disk_jit
 
 __all__ = ["observables", "OBSERVABLES", "km2a_observables", "wcda_observables",
            "wfcta_observables", "core_quality", "WCDA_TIME_WINDOW", "REFERENCE_PE_PER_MUON",
@@ -196,22 +197,22 @@ def core_quality(core_x, core_y, geometry) -> dict:
 @lru_cache(maxsize=4)
 def _wfcta_observables_fn(n_side):
     neighbors = jnp.asarray(neighbor_matrix(camera_pixel_xy()))
-    return jax.jit(jax.vmap(lambda s, p, g, r: wfcta_observables(s, p, g, r, neighbors),
-                            in_axes=(0, 0, None, None)))
+    return disk_jit(jax.vmap(lambda s, p, g, r: wfcta_observables(s, p, g, r, neighbors),
+                             in_axes=(0, 0, None, None)), "obs_wfcta", repr(n_side))
 
 
 @lru_cache(maxsize=16)
 def _wcda_observables_fn(cfg):
     physics = cfg.physics_of("wcda")
-    return jax.jit(jax.vmap(lambda s, c, g, r: wcda_observables(s, c, g, r, physics),
-                            in_axes=(0, 0, None, None)))
+    return disk_jit(jax.vmap(lambda s, c, g, r: wcda_observables(s, c, g, r, physics),
+                             in_axes=(0, 0, None, None)), "obs_wcda", repr(cfg))
 
 
 @lru_cache(maxsize=16)
 def _observables_fn(cfg):
     physics = cfg.physics
-    return jax.jit(jax.vmap(lambda s, ed, md, g, r: km2a_observables(s, ed, md, g, r, physics),
-                            in_axes=(0, 0, 0, None, None)))
+    return disk_jit(jax.vmap(lambda s, ed, md, g, r: km2a_observables(s, ed, md, g, r, physics),
+                             in_axes=(0, 0, 0, None, None)), "obs_km2a", repr(cfg))
 
 
 def _km2a_columns(cfg, shower, blocks, geos, resps) -> dict:

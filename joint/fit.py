@@ -93,6 +93,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from detectors.shower import FIELDS, Shower, direction_cosines, from_direction_cosines
+from joint.traced import disk_jit
 
 __all__ = [
     "CONVERGED",
@@ -539,7 +540,7 @@ def _axes_key(data_axes):
 
 def fit_events(nll_fn: Callable[[Shower, Any], jnp.ndarray], data: Any, seeds: Shower,
                config: FitConfig = FitConfig(), *, terms_fn: Optional[Callable] = None,
-               data_axes: Any = 0) -> tuple[FitResult, FitInfo]:
+               data_axes: Any = 0, trace_key: Optional[str] = None) -> tuple[FitResult, FitInfo]:
     """Fit a batch of B events.
 
     Parameters
@@ -552,6 +553,9 @@ def fit_events(nll_fn: Callable[[Shower, Any], jnp.ndarray], data: Any, seeds: S
         the minimum (e.g. the nll per detector) and returned as ``FitResult.nll_terms``.
     data_axes : ``vmap`` in_axes for ``data`` (0, or a pytree prefix with None for leaves that
         are shared by all events).
+    trace_key : a string naming everything ``nll_fn`` and ``terms_fn`` close over (e.g. the
+        ``repr`` of the reconstruction configuration): the traced program is then stored on
+        disk and reused by later processes (``joint.traced``); None: plain ``jax.jit``.
 
     Returns
     -------
@@ -570,11 +574,12 @@ def fit_events(nll_fn: Callable[[Shower, Any], jnp.ndarray], data: Any, seeds: S
     shapes = {x.shape for x in seeds}
     if len(shapes) != 1 or len(next(iter(shapes))) != 1:
         raise ValueError(f"seeds must have leaves of one shape (B,), got {sorted(shapes)}")
-    key = (nll_fn, terms_fn, config, _axes_key(data_axes))
+    key = (nll_fn, terms_fn, config, _axes_key(data_axes), trace_key)
     fn = _COMPILED.get(key)
     if fn is None:
-        fn = jax.jit(jax.vmap(partial(_fit_one, nll_fn, terms_fn, config),
-                              in_axes=(data_axes, 0)))
+        one = jax.vmap(partial(_fit_one, nll_fn, terms_fn, config), in_axes=(data_axes, 0))
+        fn = (jax.jit(one) if trace_key is None
+              else disk_jit(one, "fit", repr((trace_key, config, _axes_key(data_axes)))))
         _COMPILED[key] = fn
     return fn(data, seeds)
 

@@ -23,6 +23,7 @@ from detectors.shower import FIELDS, SPEED_OF_LIGHT_M_PER_NS, Shower
 from joint import fit as fitmod
 from joint.config import (CORE_SCAN_ENERGY, CORE_SCAN_OFFSETS_M, GAMMA_LOG_MUON_SCALE,
                           SEED_ENERGY_SCAN, SEED_XMAX_SCAN, ReconstructionConfig, default_xmax)
+from joint.traced import disk_jit
 from joint.event import Event, batch_size as _n_events, pad_batch
 from joint.likelihood import detector_model, joint_model
 
@@ -143,7 +144,7 @@ def _pipeline(cfg: ReconstructionConfig):
             value = jnp.minimum(value, cand_value)
         return seed, data
 
-    prepare = jax.jit(jax.vmap(prepare_one, in_axes=(0, None, None)))
+    prepare = disk_jit(jax.vmap(prepare_one, in_axes=(0, None, None)), "prepare", repr(cfg))
     return prepare, model, terms
 
 
@@ -246,7 +247,8 @@ def reconstruct_batch(batch, geometry, response,
     blocks, geos, resps = _normalise(batch, geometry, response, cfg)
     prep, model, terms = _pipeline(cfg)
     seeds, data = prep(blocks, geos, resps)
-    result, info = fitmod.fit_events(model, data, seeds, cfg.fit_config, terms_fn=terms)
+    result, info = fitmod.fit_events(model, data, seeds, cfg.fit_config, terms_fn=terms,
+                                     trace_key=repr(cfg))
     result, info = straggler_passes(model, terms, data, result, info, cfg)
     out = {f"reco_{f}": np.asarray(getattr(result.shower, f), np.float64) for f in FIELDS}
     err = np.asarray(result.errors, np.float64)
@@ -283,13 +285,13 @@ def straggler_passes(model, terms, data, result, info, cfg):
     the events still at MAX_ITER (cheap: only they pay for the Hessian)."""
     first = cfg.fit_config
     result, info = _refit_stragglers(model, terms, data, result, info,
-                                     first._replace(n_iter=cfg.refit_iter), cfg.n_iter)
+                                     first._replace(n_iter=cfg.refit_iter), cfg.n_iter, repr(cfg))
     return _refit_stragglers(model, terms, data, result, info,
                              first._replace(n_iter=cfg.newton_iter, algorithm="newton"),
-                             cfg.n_iter + cfg.refit_iter)
+                             cfg.n_iter + cfg.refit_iter, repr(cfg))
 
 
-def _refit_stragglers(nll_fn, terms, data, result, info, config, done_iter):
+def _refit_stragglers(nll_fn, terms, data, result, info, config, done_iter, trace_key=None):
     """One more pass (``config``) for the events left at MAX_ITER, started from where the last
     pass stopped (``done_iter`` iterations already spent)."""
     status = np.asarray(info.status)
@@ -302,7 +304,8 @@ def _refit_stragglers(nll_fn, terms, data, result, info, config, done_iter):
         chunk = idx[start:start + REFIT_BATCH]
         take = np.concatenate([chunk, np.full(REFIT_BATCH - chunk.size, chunk[0])])
         sub = lambda t: jax.tree_util.tree_map(lambda a: jnp.take(jnp.asarray(a), take, axis=0), t)
-        r2, i2 = fitmod.fit_events(nll_fn, sub(data), sub(result.shower), config, terms_fn=terms)
+        r2, i2 = fitmod.fit_events(nll_fn, sub(data), sub(result.shower), config, terms_fn=terms,
+                                   trace_key=trace_key)
         parts.append((chunk, r2, i2._replace(n_iter=i2.n_iter + done_iter)))
 
     # merge on the host (a device scatter with a varying number of indices would compile a new
@@ -334,7 +337,7 @@ def _gof_fn(cfg):
                                                               dd.response)]
             out[d] = tuple(sum(s[i] for s in sums) for i in range(4))
         return out
-    return jax.jit(jax.vmap(one))
+    return disk_jit(jax.vmap(one), "gof", repr(cfg))
 
 
 def padded_size(n: int, batch_size: int) -> int:

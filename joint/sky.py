@@ -177,10 +177,57 @@ def _is_iers_error(err: Exception) -> bool:
     return "IERS" in msg or "auto_max_age" in msg
 
 
+_IERS_LOADED = False
+
+
+def _use_cached_iers_table() -> None:
+    """Parsing astropy's IERS tables from their text files takes ~3 s in every process (most of
+    a warm reconstruction of a small file, issue 14). The parsed ``IERS_Auto`` table is kept as a
+    pickle next to the compilation cache (``joint.traced.traced_dir``), one file per day and
+    astropy / astropy-iers-data version, and installed with ``iers.earth_orientation_table``;
+    astropy's own staleness checks still apply to it. No cache directory: astropy as usual."""
+    global _IERS_LOADED
+    if _IERS_LOADED:
+        return
+    _IERS_LOADED = True
+    import pickle
+    import time
+
+    import astropy
+    from astropy.utils import iers
+
+    from joint.traced import traced_dir
+
+    where = traced_dir()
+    if where is None:
+        return
+    try:
+        import astropy_iers_data
+        data_version = astropy_iers_data.__version__
+    except ImportError:
+        data_version = "none"
+    path = where.parent / f"iers-{astropy.__version__}-{data_version}-{time.strftime('%Y%m%d')}.pkl"
+    try:
+        if path.exists():
+            table = pickle.loads(path.read_bytes())
+        else:
+            table = iers.IERS_Auto.open()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{id(table)}.tmp")
+            tmp.write_bytes(pickle.dumps(table))
+            tmp.replace(path)
+        if isinstance(table, iers.IERS_Auto):
+            iers.earth_orientation_table.set(table)
+    except Exception as err:  # never fail a reconstruction on the cache: astropy reads its files
+        warnings.warn(f"joint.sky: cached IERS table not used ({err})", RuntimeWarning)
+
+
 def _run_transform(fn, interpolation_s, time_mjd):
     """Call ``fn()`` (which builds the astropy objects itself) with the astrom interpolator when
     worthwhile, retrying with degraded IERS values when the tables are stale and offline."""
     from astropy.utils import iers
+
+    _use_cached_iers_table()
 
     def call():
         if interpolation_s is None or np.size(time_mjd) < 64:
