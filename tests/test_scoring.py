@@ -108,7 +108,7 @@ def test_plane_front_fit_is_the_weighted_least_squares_solution(front_toys, scor
     covariance (XᵀWX)⁻¹ (expected = observed information); both fitter paths must reach them,
     with the covariance propagated from (u, v) to (zenith, azimuth)."""
     truth, data, seeds = front_toys
-    config = FitConfig(free=FRONT_FREE)
+    config = FitConfig(free=FRONT_FREE, algorithm="scoring" if scoring else "newton")
     model = FRONT_MODEL if scoring else (lambda s, d: FRONT_MODEL(s, d))
     result, info = fit_events(model, data, seeds, config)
     assert np.all(np.asarray(info.status) == CONVERGED), np.asarray(info.status)
@@ -177,7 +177,8 @@ def test_poisson_energy_and_muon_content_in_closed_form():
             "n_md": jnp.asarray(rng.poisson(np.asarray(mu["md"])).astype(float))}
     seeds = truth._replace(log10_energy=truth.log10_energy + rng.uniform(-0.5, 0.5, n),
                            log_muon_scale=jnp.zeros(n))
-    result, info = fit_events(COUNTS_MODEL, data, seeds, FitConfig(free=COUNTS_FREE))
+    result, info = fit_events(COUNTS_MODEL, data, seeds,
+                              FitConfig(free=COUNTS_FREE, algorithm="scoring"))
     assert np.all(np.asarray(info.status) == CONVERGED), np.asarray(info.status)
     n_a = np.asarray(data["n_ed"]).sum(1)
     n_b = np.asarray(data["n_md"]).sum(1)
@@ -228,7 +229,8 @@ def test_scoring_covariance_is_inverse_expected_information_not_observed():
     n = np.stack([rng.poisson(np.asarray(_line_mu(x))) for x in true_x]).astype(float)
     seeds = Shower.make(dtype=jnp.float64, core_x=true_x + np.array([20.0, -25.0, 15.0, -10.0]))
     config = FitConfig(free=("core_x",))
-    res_s, info_s = fit_events(LINE_MODEL, jnp.asarray(n), seeds, config)
+    res_s, info_s = fit_events(LINE_MODEL, jnp.asarray(n), seeds,
+                               config._replace(algorithm="scoring"))
     res_h, info_h = fit_events(lambda s, d: LINE_MODEL(s, d), jnp.asarray(n), seeds, config)
     assert np.all(np.asarray(info_s.status) == CONVERGED)
     assert np.all(np.asarray(info_h.status) == CONVERGED)
