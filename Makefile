@@ -12,13 +12,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
-# make test: everything but the heavy end-to-end checks (marked slow), <= 8 min on 2 cores
+# make test: everything but the heavy end-to-end checks (marked slow), <= 8 min on 2 cores;
+# two pytest workers (pytest-xdist), one test file each at a time
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" -n 2 --dist loadfile
 
 # make test-slow: the heavy end-to-end checks (CI runs both)
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow -n 2 --dist loadfile
 
 demo: $(STAMP)
 	$(BIN)/lhaaso-joint demo --out demo_output

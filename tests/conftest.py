@@ -11,6 +11,13 @@ import pytest
 
 jax.config.update("jax_enable_x64", True)
 
+# the persistent compilation cache and the stored traced programs (lhaaso_joint.cache,
+# joint.traced), as users get them: programs compiled by one test module (or one xdist worker)
+# are read back by the others instead of compiled again
+from lhaaso_joint.cache import enable_compilation_cache  # noqa: E402
+
+enable_compilation_cache()
+
 import gc
 import os
 

@@ -10,6 +10,10 @@ import pytest
 pytest.importorskip("iminuit", reason="iminuit is needed for the batched-vs-iminuit benchmark")
 
 
+#: heavy end-to-end checks: make test-slow
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def bench():
     from joint.bench import run_bench

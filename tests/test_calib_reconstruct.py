@@ -10,6 +10,10 @@ from calib.periods import setups_for_events
 from detectors import km2a
 from detectors.layout import km2a_layout
 
+#: heavy end-to-end checks: make test-slow
+pytestmark = pytest.mark.slow
+
+
 N = 16           # events per period
 MJD_34 = 59300.5   # 2021-03-27: 3/4 array
 MJD_FULL = 59450.5  # 2021-08-24: full array

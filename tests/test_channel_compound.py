@@ -33,6 +33,7 @@ def _ml_log_gain(q, hit, mu, compound):
     return grid[np.argmin(vals)]
 
 
+@pytest.mark.slow
 def test_gain_from_single_particles_is_unbiased_with_the_compound_density():
     rng = np.random.default_rng(0)
     mu, n_draws = 1.0, 40000

@@ -39,6 +39,7 @@ def test_unknown_detector_refused(tmp_path):
     assert not (tmp_path / "x.root").exists()
 
 
+@pytest.mark.slow
 def test_simulate_and_reconstruct_wcda_from_the_command_line(tmp_path, capsys):
     """`simulate --detectors km2a,wcda` writes both detectors and presence flags; reconstruct
     with --detectors wcda fits WCDA only and writes the WCDA columns."""

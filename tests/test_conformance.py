@@ -130,7 +130,7 @@ def _perturb(s: Shower, rng, scale=1.0) -> Shower:
 
 
 @pytest.mark.parametrize("det", DETECTORS)
-@pytest.mark.parametrize("edge", [None, "vertical_on_channel"])
+@pytest.mark.parametrize("edge", [pytest.param(None, marks=pytest.mark.slow), "vertical_on_channel"])
 def test_expected_and_nll_gradients(det, edge):
     case = DETECTORS[det](edge=edge)
     rng = np.random.default_rng(0)

@@ -10,6 +10,10 @@ import pytest
 from tests.conftest import SHARED_DATA
 
 pytest.importorskip("corsikaio", reason="corsikaio (test extra) is not installed")
+#: heavy end-to-end checks: make test-slow
+pytestmark = pytest.mark.slow
+
+
 PROTON = SHARED_DATA / "corsika" / "proton_100TeV_3000m_DAT000002-32.gz"
 
 

@@ -25,6 +25,7 @@ def test_deviance_moments_match_a_poisson_sample():
         assert float(v) / n.size == pytest.approx(per.var(), rel=0.03)
 
 
+@pytest.mark.slow
 def test_gof_flags_a_miscalibrated_detector():
     """KM2A fits of showers simulated with the nominal response have gof_km2a ~ N(0, 1); with
     the ED gains spread by a factor e^{0.7 N(0,1)} (unknown to the fit) the deviance is far above its expectation."""
@@ -54,6 +55,7 @@ def test_gof_flags_a_miscalibrated_detector():
     assert np.median(res["spread"]) > 5.0, res["spread"]
 
 
+@pytest.mark.slow
 def test_joint_km2a_wfcta_from_the_command_line_with_nights_without_wfcta(tmp_path, capsys):
     """`simulate --detectors km2a,wfcta` (WFCTA on half the events) then `reconstruct` (joint by
     default): every event is fitted; events without WFCTA have nll_wfcta = 0 and gof_wfcta NaN;

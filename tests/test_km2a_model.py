@@ -70,6 +70,7 @@ def test_lateral_shape_and_size_agree_with_g4km2a(shared_data):
     assert sum(ok) >= checked - 1, results
 
 
+@pytest.mark.slow
 def test_noise_hits_do_not_pull_the_fit():
     """The same simulated event fitted with and without 300 extra random noise hits (±5 µs,
     on empty EDs): the fitted direction and core move by a small fraction of their errors."""

@@ -81,6 +81,7 @@ def test_reconstruct_cli_output(gamma_file, tmp_path, layout):
     assert np.median(reco["nmu"]) < 0.05 * np.median(reco["ne"])
 
 
+@pytest.mark.slow
 def test_pulls_small_sample(layout):
     """Protons, every Shower field free, fluctuations the model describes (age fluctuation off):
     pulls have mean ~0 and width ~1 (robust width; tails are quantified in benchmarks)."""
@@ -102,6 +103,7 @@ def test_pulls_small_sample(layout):
         assert 0.7 < robust < 1.35, (f, robust)
 
 
+@pytest.mark.slow
 def test_g4km2a_sample_reconstructs(shared_data, tmp_path, layout):
     out = tmp_path / "g4.root"
     assert main(["reconstruct", str(shared_data / "lhaaso/km2a/KM2AMCTest.root"), "-o", str(out),

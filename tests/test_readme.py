@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -13,6 +14,7 @@ def _python_blocks():
     return re.findall(r"```python\n(.*?)```", text, re.S)
 
 
+@pytest.mark.slow
 def test_readme_joint_example_runs(tmp_path, monkeypatch):
     """The first example: simulate KM2A + WFCTA, joint fit, QTable with units, ≤ 15 lines."""
     import astropy.units as u

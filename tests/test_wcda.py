@@ -144,6 +144,7 @@ def test_wcda_pipeline_photons_on_ponds(tmp_path):
     assert np.all(t["wcda_nhit"][conv] > 100) and np.all(t["wcda_npe"][conv] > 1000)
 
 
+@pytest.mark.slow
 def test_joint_km2a_wcda_beats_km2a_alone_on_ponds():
     """Showers landing on the ponds at 100 TeV: KM2A has no EDs there, so its core is poor;
     the joint fit takes the core from the cells (and both nll terms are reported)."""
@@ -160,6 +161,7 @@ def test_joint_km2a_wcda_beats_km2a_alone_on_ponds():
     assert fj["ang68"] < fa["ang68"]
 
 
+@pytest.mark.slow
 def test_wcda_pulls_small_sample():
     """96 photons of 2–30 TeV (E^-1) on the ponds, no age fluctuation: the fitted errors
     describe the scatter (robust pull width ~1, mean ~0); the large-sample figures are in
