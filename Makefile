@@ -13,13 +13,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # make test: everything but the heavy end-to-end checks (marked slow), <= 8 min on 2 cores;
-# two pytest workers (pytest-xdist), one test file each at a time
+# two pytest workers (pytest-xdist; idle workers steal queued tests)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow" -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -m "not slow" -n 2 --dist worksteal
 
 # make test-slow: the heavy end-to-end checks (CI runs both)
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -m slow -n 2 --dist worksteal
 
 demo: $(STAMP)
 	$(BIN)/lhaaso-joint demo --out demo_output

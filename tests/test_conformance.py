@@ -137,14 +137,18 @@ def test_expected_and_nll_gradients(det, edge):
     obs = case.simulate(jax.random.PRNGKey(1), case.shower)
     # the edge point itself, or the nominal shower and a random point near it
     points = [case.shower] if edge else [case.shower, _perturb(case.shower, rng)]
+    # expected: a scalar summary of every output (weights make all channels count); jitted, so
+    # that check_grads' finite differences and its jvp/vjp run compiled programs, not op by op
+    @jax.jit
+    def summary(sh):
+        leaves = jax.tree_util.tree_leaves(case.expected(sh))
+        return sum(jnp.sum(jnp.sin(0.01 * jnp.arange(x.size).reshape(x.shape) + 1.0) * x)
+                   for x in leaves)
+
+    nll = jax.jit(case.nll)
     for s in points:
-        # expected: a scalar summary of every output (weights make all channels count)
-        def summary(sh):
-            leaves = jax.tree_util.tree_leaves(case.expected(sh))
-            return sum(jnp.sum(jnp.sin(0.01 * jnp.arange(x.size).reshape(x.shape) + 1.0) * x)
-                       for x in leaves)
         check_grads(summary, (s,), order=1, modes=["fwd", "rev"], eps=1e-5, rtol=2e-3, atol=1e-4)
-        check_grads(lambda sh: case.nll(sh, obs), (s,), order=1, modes=["rev"], eps=1e-5,
+        check_grads(lambda sh: nll(sh, obs), (s,), order=1, modes=["rev"], eps=1e-5,
                     rtol=2e-3, atol=1e-3)
 
 
