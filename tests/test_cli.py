@@ -63,6 +63,7 @@ def test_simulate_and_reconstruct_wcda_from_the_command_line(tmp_path, capsys):
     assert (t["status"] == 0).mean() >= 0.75
 
 
+@pytest.mark.slow
 def test_presence_flag_invalidates_absent_detector():
     """An event whose KM2A did not trigger (present_km2a = 0) has every KM2A channel invalid."""
     from detectors.layout import km2a_layout, wcda_layout

@@ -159,7 +159,7 @@ def test_nll_with_no_hits_is_finite_with_gradient(det):
     empty = jax.tree_util.tree_map(jnp.zeros_like, obs)  # no signal, no time, hit False
     # keep the channels valid but remove every hit
     empty = type(obs)(*[b._replace(valid=jnp.ones_like(b.valid)) for b in empty])
-    v, g = jax.value_and_grad(case.nll)(case.shower, empty)
+    v, g = jax.jit(jax.value_and_grad(case.nll))(case.shower, empty)
     assert np.isfinite(float(v))
     assert all(np.isfinite(float(x)) for x in g)
     # an event with no hits prefers a smaller energy than the truth (fewer particles expected)

@@ -33,6 +33,7 @@ def test_readme_joint_example_runs(tmp_path, monkeypatch):
     assert np.median(np.abs(e_ratio - 1)) < 0.2
 
 
+@pytest.mark.slow
 def test_readme_api_example_runs(shared_data, monkeypatch):
     code = _python_blocks()[1]
     assert len(code.strip().splitlines()) <= 15

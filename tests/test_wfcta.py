@@ -110,6 +110,7 @@ def test_simulated_images_match_the_model_mean(setup):
     assert abs(np.median(f) / resp.excess_noise - 1) < 0.1
 
 
+@pytest.mark.slow
 def test_xmax_fit_with_geometry_from_truth_reaches_the_bound_on_model_showers():
     """Showers without the [M] fluctuations (the model's own): the Xmax fit's scatter is close to
     its fitted error; with them, the scatter stays below 30 g/cm² at 1 PeV (BENCHMARKS.md has the
