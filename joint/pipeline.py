@@ -275,7 +275,7 @@ def reconstruct_batch(batch, geometry, response,
 
 
 #: size of the straggler pass's sub-batches (events left at MAX_ITER are refitted in batches of
-#: this fixed size, so the pass compiles once)
+#: this fixed size, or of the batch's size when smaller, so the pass compiles once per batch size)
 REFIT_BATCH = 64
 
 
@@ -298,12 +298,16 @@ def _refit_stragglers(nll_fn, terms, data, result, info, config, done_iter, trac
     idx = np.nonzero(status == fitmod.MAX_ITER)[0]
     if config.n_iter <= 0 or idx.size == 0:
         return result, info
-    # fixed sub-batches of REFIT_BATCH events: one compilation for any number of stragglers
+    # fixed sub-batches of REFIT_BATCH events (or of the batch's size when it is smaller: a
+    # 16-event batch padded to 64 paid 4x the straggler compute): one compilation for any
+    # number of stragglers. The gather runs in numpy (an eager jnp.take compiled a small
+    # program per leaf shape in every process).
+    size = min(REFIT_BATCH, status.shape[0])
     parts = []
-    for start in range(0, idx.size, REFIT_BATCH):
-        chunk = idx[start:start + REFIT_BATCH]
-        take = np.concatenate([chunk, np.full(REFIT_BATCH - chunk.size, chunk[0])])
-        sub = lambda t: jax.tree_util.tree_map(lambda a: jnp.take(jnp.asarray(a), take, axis=0), t)
+    for start in range(0, idx.size, size):
+        chunk = idx[start:start + size]
+        take = np.concatenate([chunk, np.full(size - chunk.size, chunk[0])])
+        sub = lambda t: jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)[take]), t)
         r2, i2 = fitmod.fit_events(nll_fn, sub(data), sub(result.shower), config, terms_fn=terms,
                                    trace_key=trace_key)
         parts.append((chunk, r2, i2._replace(n_iter=i2.n_iter + done_iter)))
