@@ -49,8 +49,9 @@ class ReconstructionConfig:
     n_wcda : active WCDA cells per event; None = all
     n_iter : fixed iterations of the first pass
     refit_iter : iterations of the second pass, run only on the events the first pass left at
-        MAX_ITER, compacted into sub-batches of ``REFIT_BATCH`` (64) events so that stragglers do
-        not set the cost of the whole batch (PERFORMANCE.md §6, item 3); 0 disables it
+        MAX_ITER, compacted into sub-batches of ``REFIT_BATCH`` (64) events, or of the batch
+        size when smaller, so that stragglers do not set the cost of the whole batch
+        (PERFORMANCE.md §6, item 3); 0 disables it
     newton_iter : iterations of a third pass on the events still at MAX_ITER, with the exact
         Hessian (damped saddle-free Newton) whatever ``algorithm`` is: the time term's
         exponential tail makes the likelihood far from quadratic for cores on the ED-free area
