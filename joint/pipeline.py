@@ -291,6 +291,12 @@ def straggler_passes(model, terms, data, result, info, cfg):
                              cfg.n_iter + cfg.refit_iter, repr(cfg))
 
 
+@jax.jit
+def _gather(tree, idx):
+    """The events ``idx`` of every leaf of ``tree`` (leading axis)."""
+    return jax.tree_util.tree_map(lambda a: jnp.take(a, idx, axis=0), tree)
+
+
 def _refit_stragglers(nll_fn, terms, data, result, info, config, done_iter, trace_key=None):
     """One more pass (``config``) for the events left at MAX_ITER, started from where the last
     pass stopped (``done_iter`` iterations already spent)."""
@@ -300,15 +306,15 @@ def _refit_stragglers(nll_fn, terms, data, result, info, config, done_iter, trac
         return result, info
     # fixed sub-batches of REFIT_BATCH events (or of the batch's size when it is smaller: a
     # 16-event batch padded to 64 paid 4x the straggler compute): one compilation for any
-    # number of stragglers. The gather runs in numpy (an eager jnp.take compiled a small
-    # program per leaf shape in every process).
+    # number of stragglers. The gather is one jitted program for the whole tree (an eager
+    # jnp.take compiled a small program per leaf shape; numpy would move GPU data to the host).
     size = min(REFIT_BATCH, status.shape[0])
     parts = []
     for start in range(0, idx.size, size):
         chunk = idx[start:start + size]
-        take = np.concatenate([chunk, np.full(size - chunk.size, chunk[0])])
-        sub = lambda t: jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)[take]), t)
-        r2, i2 = fitmod.fit_events(nll_fn, sub(data), sub(result.shower), config, terms_fn=terms,
+        take = jnp.asarray(np.concatenate([chunk, np.full(size - chunk.size, chunk[0])]))
+        sub_data, sub_seeds = _gather((data, result.shower), take)
+        r2, i2 = fitmod.fit_events(nll_fn, sub_data, sub_seeds, config, terms_fn=terms,
                                    trace_key=trace_key)
         parts.append((chunk, r2, i2._replace(n_iter=i2.n_iter + done_iter)))
 

@@ -32,6 +32,7 @@ import numpy as np
 __all__ = ["disk_jit", "traced_dir", "source_hash"]
 
 _PACKAGES = ("detectors", "joint", "analysis")
+_UNSEEN = object()
 
 
 @lru_cache(maxsize=1)
@@ -105,8 +106,8 @@ class _DiskJit:
             return self._jit(*args)
         leaves, in_tree = jax.tree_util.tree_flatten(args)
         sig = (in_tree, tuple((np.shape(x), str(jax.dtypes.result_type(x))) for x in leaves))
-        prog = self._calls.get(sig)
-        if prog is None:
+        prog = self._calls.get(sig, _UNSEEN)
+        if prog is _UNSEEN:
             try:
                 prog = self._program(leaves, in_tree)
             except Exception as err:  # e.g. a custom call jax.export does not serialise
@@ -114,9 +115,9 @@ class _DiskJit:
                               f"{err}); plain jit from now on")
                 self._failed = True
                 return self._jit(*args)
-            if prog is None:
-                return self._jit(*args)
             self._calls[sig] = prog
+        if prog is None:  # no cache directory when this shape was first seen: plain jit
+            return self._jit(*args)
         call, out_tree = prog
         return jax.tree_util.tree_unflatten(out_tree, call(*leaves))
 
