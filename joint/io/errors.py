@@ -43,3 +43,10 @@ def open_tree(path, tree_name: str):
         fin.close()
         raise EventFileError(path, tree_name, "has 0 entries (empty file)", kind="tree")
     return fin, tree
+
+
+class RunError(ValueError):
+    """A run that cannot start as asked (bad argument, output path, memory budget), raised
+    before any fitting. The message is one line and names the option or path at fault, e.g.
+    ``--batch-size must be a positive integer, got -5``. The command line prints it as
+    ``lhaaso-joint: error: <message>``."""
