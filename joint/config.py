@@ -19,7 +19,8 @@ from joint.likelihood import XmaxPrior
 
 __all__ = ["ReconstructionConfig", "KM2A_FREE", "config_for", "detector_setup", "default_xmax",
            "GAMMA_LOG_MUON_SCALE", "SEED_ENERGY_SCAN", "SEED_XMAX_SCAN", "CORE_SCAN_OFFSETS_M",
-           "CORE_SCAN_ENERGY"]
+           "CORE_SCAN_ENERGY", "auto_batch_size", "DEFAULT_MAX_MEMORY_GB", "MEMORY_BASE_MB",
+           "MEMORY_PER_EVENT_MB"]
 
 #: Free fields of a KM2A fit per hypothesis. Xmax is free: the lateral age carries it, and fixing
 #: it at a mean value costs energy resolution (measured: 0.16 -> 0.08 in log10 E for 100 TeV
@@ -198,3 +199,30 @@ def detector_setup(detectors, km2a_config="full"):
     for spec in registry.specs(detectors):
         layouts[spec.name], geometry[spec.name], response[spec.name] = spec.setup(km2a_config)
     return layouts, geometry, response
+
+
+#: memory budget of one reconstruct process when none is given (``--max-memory``) [GB]
+DEFAULT_MAX_MEMORY_GB = 3.0
+#: peak resident memory of a reconstruct process [MB] ≈ MEMORY_BASE_MB + Σ_det
+#: MEMORY_PER_EVENT_MB[det] × batch size: measured with ``benchmarks/memory_per_event.py``
+#: (BENCHMARKS.md, issue 15). The base is JAX, the compiled programs and the layouts.
+MEMORY_BASE_MB = 1000.0
+MEMORY_PER_EVENT_MB = {"km2a": 1.5, "wcda": 3.0, "wfcta": 30.0}
+#: the largest and smallest batch the memory budget picks
+MAX_AUTO_BATCH, MIN_AUTO_BATCH = 512, 8
+
+
+def auto_batch_size(detectors, max_memory_gb=None) -> int:
+    """The batch size of a run of ``detectors`` within ``max_memory_gb`` of resident memory
+    (default :data:`DEFAULT_MAX_MEMORY_GB`): the largest power of two from
+    :data:`MIN_AUTO_BATCH` to :data:`MAX_AUTO_BATCH` whose estimated peak
+    (:data:`MEMORY_BASE_MB` + per-event cost × batch) fits. Powers of two, so runs of different
+    budgets share compiled programs (``joint.pipeline.padded_size``)."""
+    budget_mb = 1024.0 * (DEFAULT_MAX_MEMORY_GB if max_memory_gb is None else max_memory_gb)
+    per_event = sum(MEMORY_PER_EVENT_MB.get(d, max(MEMORY_PER_EVENT_MB.values()))
+                    for d in detectors)
+    fits = (budget_mb - MEMORY_BASE_MB) / per_event
+    size = MIN_AUTO_BATCH
+    while size * 2 <= min(fits, MAX_AUTO_BATCH):
+        size *= 2
+    return size

@@ -1,51 +1,61 @@
-"""The file runner: input event files (own schema or G4KM2A) -> the ``reco`` tree, streamed in
-chunks through ``joint.pipeline``, one output row per input event in input order (failed fits
-included, with their status). Every chunk is padded to ``batch_size`` so that one compilation
-serves the whole run.
+"""The file runner: input event files (own schema or G4KM2A) -> the ``reco`` tree, one output
+row per input event in input order (failed fits included, with their status).
+
+A run goes in four steps, and nothing is fitted before the first three are through:
+
+1. **arguments**: batch size, output path (not an input, a writable place), detectors — a
+   one-line ``RunError`` otherwise;
+2. **whole inputs validated** (``joint.io.validate``): every entry of every file (NaN, unknown
+   ids, jagged mismatches, fractional ids: ``EventFileError`` naming the file, branch and the
+   entry counted in the file); warnings with counts for zero-hit events, duplicated event ids
+   and negative charges;
+3. **plan**: the inputs cut into chunks (``joint.workdir``: resumable, exactly once), the batch
+   size chosen from the memory budget when not given (:func:`auto_batch_size`);
+4. **fit** every chunk not already in the run directory — here, reading the next chunk while
+   the current one is fitted, or on a Dask cluster (an ``executor``, ``lhaaso_joint.farm``) —
+   then merge the chunks into the output (``<output>.part`` renamed) with a run summary
+   ``<output>.run.json``.
+
+Every chunk is padded to the batch size so that one compilation serves the whole run.
 
 Layer: ``joint``. What lies above it comes in as arguments: per-event observables
-(``analysis.observables``) and the per-event set-up (a :class:`SetupProvider`, e.g. the
-calibration's ``calib.provider.CalibrationProvider``). ``lhaaso_joint.api`` wires them.
+(``analysis.observables``), the per-event set-up (a :class:`SetupProvider`, e.g. the
+calibration's ``calib.provider.CalibrationProvider``) and the executor (``lhaaso_joint.farm``).
+``lhaaso_joint.api`` wires them.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import json
+import os
+import resource
+import socket
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import uproot
 from tqdm import tqdm
 
 from detectors import registry
-from joint.config import ReconstructionConfig, detector_setup
+from joint.config import ReconstructionConfig, auto_batch_size, detector_setup
 from joint.io import file_kind, read_file
 from joint.io.columns import branch_types, check
-from joint.io.errors import EventFileError, open_tree
+from joint.io.errors import EventFileError, RunError, open_tree
 from joint.io.lhevent import read_lhevent
 from joint.io.schema import TREE, TRUTH, presence, read_events, to_event_batch
 from joint.pipeline import reconstruct_records
 from joint.sky import sky_columns
+from joint.workdir import ChunkTask, WorkDir, atomic_write_bytes, config_hash, plan_chunks, \
+    work_dir_for
 
-__all__ = ["reconstruct_files", "detectors_in_file", "SetupProvider"]
+__all__ = ["reconstruct_files", "detectors_in_file", "SetupProvider", "RunContext",
+           "fit_chunk", "LocalExecutor", "check_output", "check_batch_size", "peak_rss_mb"]
 
-
-def _iter_chunks(path, layouts, batch_size):
-    """Yield (records_chunk) of at most batch_size events from an input file (streamed)."""
-    kind = file_kind(path)
-    if kind == "own":
-        with uproot.open(path) as f:
-            n = f[TREE].num_entries
-        if n == 0:
-            read_events(path, layouts)  # raises the empty-file error
-        for start in range(0, n, batch_size):
-            yield read_events(path, layouts, entry_start=start, entry_stop=min(n, start + batch_size))
-    else:
-        rec = read_file(path, **layouts)
-        n = len(rec["event_id"])
-        for start in range(0, n, batch_size):
-            yield {k: v[start:start + batch_size] for k, v in rec.items()}
+#: chunks (the unit of resume and of a cluster task) hold this many batches
+CHUNK_BATCHES = 8
 
 
 def _key_branches(spec) -> list:
@@ -64,8 +74,8 @@ def detectors_in_file(path) -> tuple:
 
 
 def _check_inputs(inputs, detectors, cfg):
-    """Before any fitting: every input file has hits of every detector to fit (and truth when
-    the geometry comes from it) — an EventFileError naming the file and the missing branch."""
+    """Every input file has hits of every detector to fit (and truth when the geometry comes
+    from it) — an EventFileError naming the file and the missing branch."""
     for path in inputs:
         present = detectors_in_file(path)
         for d in detectors:
@@ -83,12 +93,197 @@ def _check_inputs(inputs, detectors, cfg):
                                          "from the truth (use --geometry-from km2a or wcda)")
 
 
-def reconstruct_files(inputs, output, cfg: ReconstructionConfig = ReconstructionConfig(),
-                      batch_size=512, layout_config="full", progress=True, log=print,
-                      detectors="config", frame_rotation_deg=0.0, observables=None,
-                      setups=None):
-    """Reconstruct input files into ``output`` (tree ``reco``), streaming in chunks.
+def check_batch_size(batch_size, name="--batch-size") -> None:
+    """RunError unless ``batch_size`` is a positive integer (or "auto")."""
+    if isinstance(batch_size, str) and batch_size == "auto":
+        return
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size < 1:
+        raise RunError(f"{name} must be a positive integer (or auto), got {batch_size!r}")
 
+
+def check_output(output, inputs) -> None:
+    """RunError when ``output`` is one of the inputs, or cannot be written: its parent is a
+    file, or a directory without write permission (the parent is created when missing)."""
+    out = Path(output)
+    for p in inputs:
+        p = Path(p)
+        if out.resolve() == p.resolve() or (out.exists() and p.exists() and os.path.samefile(out, p)):
+            raise RunError(f"the output {out} is the input {p}: the input would be replaced; "
+                           "choose another output path")
+    parent = out.parent
+    for anc in [parent, *parent.parents]:
+        if anc.exists():
+            if not anc.is_dir():
+                raise RunError(f"cannot write {out}: {anc} is a file, not a directory")
+            if not os.access(anc, os.W_OK | os.X_OK):
+                raise RunError(f"cannot write {out}: no write permission in {anc}")
+            break
+    if out.is_dir():
+        raise RunError(f"the output {out} is a directory; give a file name (e.g. {out}/reco.root)")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process [MB] (``getrusage``)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# --------------------------------------------------------------------------------------------
+# one chunk (what a worker runs)
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """Everything a worker needs to fit a chunk (picklable: sent to Dask workers)."""
+    cfg: ReconstructionConfig
+    needed: tuple
+    layout_config: str
+    batch_size: int
+    work_root: str
+    frame_rotation_deg: float = 0.0
+    observables: object = None
+    setups: object = None
+
+
+@lru_cache(maxsize=4)
+def _setup(needed: tuple, layout_config: str):
+    return detector_setup(set(needed), layout_config)
+
+
+@lru_cache(maxsize=1)
+def _lhevent_records(path: str, layouts_key):
+    return read_file(path, **dict(layouts_key))
+
+
+def read_chunk(task: ChunkTask, ctx: RunContext) -> dict:
+    """The records of a chunk (own schema: only its entries are read)."""
+    layouts = _setup(ctx.needed, ctx.layout_config)[0]
+    if file_kind(task.path) == "own":
+        return read_events(task.path, layouts, entry_start=task.start, entry_stop=task.stop)
+    rec = _lhevent_records(task.path, tuple(sorted(layouts.items(), key=lambda kv: kv[0])))
+    return {k: v[task.start:task.stop] for k, v in rec.items()}
+
+
+def fit_records(task: ChunkTask, rec: dict, ctx: RunContext) -> dict:
+    """Fit a chunk's records and write its columns to the run directory; returns the chunk's
+    metadata (events, status counts, calibration entries used, seconds, peak memory, host)."""
+    t0 = time.perf_counter()
+    cfg = ctx.cfg
+    layouts, geometry, response = _setup(ctx.needed, ctx.layout_config)
+    used = {}
+    if ctx.setups is None:
+        batch = to_event_batch(rec, layouts, source=task.path, as_jax=False)
+        cols = reconstruct_records(batch, geometry, response, cfg, ctx.batch_size,
+                                   ctx.observables)
+    else:
+        cols = _reconstruct_with_setups(rec, task.path, ctx.setups, set(ctx.needed), layouts,
+                                        cfg, ctx.batch_size, ctx.observables, used)
+    cols["run"] = np.asarray(rec["run"], np.int32)
+    cols["event_id"] = np.asarray(rec["event_id"], np.int64)
+    cols["time_mjd"] = np.asarray(rec["time_mjd"], np.float64)
+    with np.errstate(invalid="ignore"):
+        cols.update(sky_columns(cols, cols["time_mjd"], ctx.frame_rotation_deg))
+    flags = presence()
+    for t in (*TRUTH, *flags):
+        if t in rec:
+            cols[t] = np.asarray(rec[t], np.int8 if t in flags else np.float64)
+    check(cols, task.path)
+    meta = {"events": task.n_events,
+            "status_counts": np.bincount(cols["status"], minlength=4)[:4].tolist(),
+            "calibration": used, "seconds": time.perf_counter() - t0,
+            "peak_rss_mb": peak_rss_mb(), "host": socket.gethostname(), "pid": os.getpid()}
+    WorkDir(ctx.work_root).save_chunk(task, cols, meta)
+    return meta
+
+
+def fit_chunk(task: ChunkTask, ctx: RunContext) -> dict:
+    """Read, fit and store one chunk (the task a Dask worker runs)."""
+    return fit_records(task, read_chunk(task, ctx), ctx)
+
+
+class LocalExecutor:
+    """Fit the chunks in this process, one after the other, reading the next chunk in a thread
+    while the current one is fitted (the fit releases the GIL)."""
+
+    def map_chunks(self, tasks, ctx):
+        if not tasks:
+            return
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="read") as pool:
+            pending = pool.submit(read_chunk, tasks[0], ctx)
+            for i, task in enumerate(tasks):
+                rec = pending.result()
+                if i + 1 < len(tasks):
+                    pending = pool.submit(read_chunk, tasks[i + 1], ctx)
+                yield task, fit_records(task, rec, ctx)
+
+    def describe(self) -> str:
+        return "this process"
+
+
+# --------------------------------------------------------------------------------------------
+# the run
+# --------------------------------------------------------------------------------------------
+def _resolve_detectors(inputs, cfg, detectors):
+    if isinstance(detectors, str) and detectors == "auto":
+        dets = detectors_in_file(inputs[0])
+        if not dets:
+            raise EventFileError(inputs[0], "/".join(_key_branches(registry.specs()[0])),
+                                 "has no hits of a registered detector "
+                                 f"({', '.join(registry.names())})")
+        return dataclasses.replace(cfg, detectors=dets)
+    if not isinstance(detectors, str):
+        return dataclasses.replace(cfg, detectors=tuple(detectors))
+    return cfg
+
+
+def _num_entries(path) -> int:
+    if file_kind(path) == "own":
+        fin, tree = open_tree(path, TREE)
+        with fin:
+            return int(tree.num_entries)
+    return len(read_file(path)["event_id"])
+
+
+def _outputs(output, inputs):
+    """(output paths, output index of each input): one file, or — ``output`` an existing
+    directory or ending in '/' — one ``<stem>.reco.root`` per input in that directory."""
+    text = str(output)
+    if text.endswith(os.sep) or Path(output).is_dir():
+        d = Path(output)
+        if d.exists() and not d.is_dir():
+            raise RunError(f"cannot write into {d}: it is a file, not a directory")
+        names = [Path(p).stem + ".reco.root" for p in inputs]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise RunError(f"inputs with the same name would write the same output in {d} "
+                           f"({sorted(dup)[0]}); give one output file instead")
+        return [d / n for n in names], list(range(len(inputs)))
+    return [Path(output)], [0] * len(inputs)
+
+
+def _done_summary(path: Path, chash: str):
+    """The stored summary of a finished output with this configuration hash, or None."""
+    run_json = path.with_name(path.name + ".run.json")
+    if not path.exists() or not run_json.exists():
+        return None
+    try:
+        s = json.loads(run_json.read_text())
+    except (OSError, ValueError):
+        return None
+    return s if s.get("config_hash") == chash else None
+
+
+def reconstruct_files(inputs, output, cfg: ReconstructionConfig = ReconstructionConfig(),
+                      batch_size="auto", layout_config="full", progress=True, log=print,
+                      detectors="config", frame_rotation_deg=0.0, observables=None,
+                      setups=None, max_memory_gb=None, chunk_events=None, overwrite=False,
+                      executor=None, validate=True):
+    """Reconstruct input files into ``output`` (tree ``reco``): resumable, memory-bounded,
+    on this machine or a cluster.
+
+    output : a ROOT file (every input's events, in input order), or a directory (an existing
+        one, or a path ending in '/'): one ``<input stem>.reco.root`` per input.
+    batch_size : events fitted at once; "auto" (default): from ``max_memory_gb`` and the
+        detectors (:func:`joint.config.auto_batch_size`).
     detectors : "config" (``cfg.detectors``), "auto" (every registered detector with hits in the
         first input file, fitted jointly) or a tuple of names.
     frame_rotation_deg : angle of the array's +x axis from true East (``joint.sky``) for the sky
@@ -96,84 +291,212 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
     observables : per-event observables at the fitted shower (``reconstruct_batch``'s argument;
         the API and the CLI pass ``analysis.observables.observables``); None: fit columns only.
     setups : a :class:`SetupProvider` giving each event's layout, geometry and Response (e.g.
-        ``calib.provider.CalibrationProvider``: the calibration valid at the event's time); the
-        output then has a column ``calib_<det>`` per fitted detector (the provider's index of the
-        entry used, −1 = nominal) and a string ``calibration`` (the provider's metadata). None:
-        the nominal set-up of ``layout_config``.
-    Returns a summary dict (events, seconds, events/s, status counts, detectors, and with
-    ``setups`` ``calibration`` {detector: {entry name or "nominal": events}}).
+        ``calib.provider.CalibrationProvider``); the output then has a column ``calib_<det>``
+        per fitted detector (−1 = nominal) and a string ``calibration``. None: nominal.
+    max_memory_gb : memory budget of one process for ``batch_size="auto"`` (default
+        ``joint.config.DEFAULT_MAX_MEMORY_GB``).
+    chunk_events : entries per chunk, the unit of resume and of a cluster task (default
+        ``CHUNK_BATCHES`` batches).
+    overwrite : replace a finished output, and discard an unfinished run directory of a
+        different configuration (default: such a directory stops the run with a RunError).
+    executor : where the chunks are fitted: None (:class:`LocalExecutor`: this process) or an
+        object with ``map_chunks(tasks, ctx)`` yielding (task, metadata or exception) as they
+        finish (``lhaaso_joint.farm.DaskExecutor``), or a function returning one (called after
+        the inputs are validated, so that a cluster is not started for bad inputs).
 
-    The output is written to ``output.part`` and renamed when complete: an interrupted run never
-    leaves a truncated file under the final name, and no input is modified.
+    Resume: the chunks are written to ``<output>.work`` (``joint.workdir``); rerunning the same
+    call fits only the chunks not yet written (a killed run loses at most the chunks in
+    flight), and a finished output of the same configuration is returned without refitting.
+    Returns a summary dict (events, seconds, events/s, status counts, detectors, batch size,
+    chunks fitted/reused, peak memory [MB], input warnings, and with ``setups``
+    ``calibration`` {detector: {entry name or "nominal": events}}); it is also written to
+    ``<output>.run.json``. Inputs are never modified.
     """
-    if isinstance(detectors, str) and detectors == "auto":
-        dets = detectors_in_file(inputs[0])
-        if not dets:
-            raise EventFileError(inputs[0], "/".join(_key_branches(registry.specs()[0])),
-                                 "has no hits of a registered detector "
-                                 f"({', '.join(registry.names())})")
-        cfg = dataclasses.replace(cfg, detectors=dets)
-    elif not isinstance(detectors, str):
-        cfg = dataclasses.replace(cfg, detectors=tuple(detectors))
+    t_start = time.perf_counter()
+    inputs = [str(p) for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
+    if not inputs:
+        raise RunError("no input files given")
+    check_batch_size(batch_size)
+    if chunk_events is not None:
+        check_batch_size(chunk_events, "chunk_events")
+    if max_memory_gb is not None and not (np.isfinite(max_memory_gb) and max_memory_gb > 0):
+        raise RunError(f"--max-memory must be a positive number of GB, got {max_memory_gb!r}")
+    outputs, output_of = _outputs(output, inputs)
+    for out in outputs:
+        check_output(out, inputs)
+    log = log or (lambda *a, **k: None)
+
+    # 2. every input whole, before any fit
+    cfg = _resolve_detectors(inputs, cfg, detectors)
     needed = set(cfg.detectors)
     if cfg.truth_fields and cfg.geometry_from != "truth":
         needed.add(cfg.geometry_from)
-    layouts, geometry, response = detector_setup(needed, layout_config)
+    needed = tuple(sorted(needed))
+    layouts = _setup(needed, layout_config)[0]
     _check_inputs(inputs, needed, cfg)
-    used = {}
+    reports = []
+    if validate:
+        from joint.io.validate import validate_inputs
+
+        reports = validate_inputs(inputs, layouts, progress=progress)
+        n_events = [r.n_events for r in reports]
+        for r in reports:
+            for w in r.warnings():
+                log(f"warning: {w}")
+    else:
+        n_events = [_num_entries(p) for p in inputs]
     if setups is not None:
         setups.check(inputs, needed)
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_suffix(output.suffix + ".part")
-    n_done, t_start = 0, time.perf_counter()
-    status_counts = np.zeros(4, int)
-    bar = tqdm(unit="ev", disable=not progress, desc="reconstruct " + "+".join(cfg.detectors))
-    with uproot.recreate(tmp) as fout:
-        tree = None
-        for path in inputs:
-            for rec in _iter_chunks(path, layouts, batch_size):
-                n = len(rec["event_id"])
-                if setups is None:
-                    batch = to_event_batch(rec, layouts, source=path, as_jax=False)
-                    cols = reconstruct_records(batch, geometry, response, cfg, batch_size,
-                                               observables)
-                else:
-                    cols = _reconstruct_with_setups(rec, path, setups, needed, layouts, cfg,
-                                                    batch_size, observables, used)
-                cols["run"] = np.asarray(rec["run"], np.int32)
-                cols["event_id"] = np.asarray(rec["event_id"], np.int64)
-                cols["time_mjd"] = np.asarray(rec["time_mjd"], np.float64)
-                cols.update(sky_columns(cols, cols["time_mjd"], frame_rotation_deg))
-                flags = presence()
-                for t in (*TRUTH, *flags):
-                    if t in rec:
-                        cols[t] = np.asarray(rec[t], np.int8 if t in flags else np.float64)
-                if tree is None:  # the declared schema (joint/io/columns.py), checked once
-                    types = branch_types(cols, where=str(path))
+
+    # 3. plan
+    if batch_size == "auto":
+        batch_size = auto_batch_size(cfg.detectors, max_memory_gb)
+    chunk = int(chunk_events or batch_size * CHUNK_BATCHES)
+    tasks = plan_chunks(inputs, n_events, chunk, output_of)
+    settings = {"cfg": repr(cfg), "needed": needed, "batch_size": int(batch_size),
+                "layout": layout_config, "chunk_events": chunk,
+                "frame_rotation_deg": float(frame_rotation_deg),
+                "observables": getattr(observables, "__qualname__", repr(observables)),
+                "setups": None if setups is None else setups.metadata(),
+                "outputs": [str(o) for o in outputs]}
+    chash = config_hash(settings, inputs)
+    stored = [_done_summary(o, chash) for o in outputs]
+    if all(s is not None for s in stored) and not overwrite:
+        log(f"{', '.join(map(str, outputs))}: finished with this configuration; not refitted")
+        return stored[0] if len(stored) == 1 else {"outputs": stored, "config_hash": chash}
+    for out, s in zip(outputs, stored):
+        if out.exists() and s is None and not overwrite:
+            raise RunError(f"{out} exists (written with another configuration or inputs); "
+                           "use --overwrite (overwrite=True) to replace it")
+    work = WorkDir(work_dir_for(outputs[0] if len(outputs) == 1 else
+                                outputs[0].parent / ".lhaaso-joint"))
+    manifest = {"version": 1, "config_hash": chash, "settings": settings,
+                "inputs": [{"path": p, "events": n, "output": str(outputs[o])}
+                           for p, n, o in zip(inputs, n_events, output_of)],
+                "state": {}}
+    n_reused = work.open(manifest, overwrite)
+    todo = [t for t in tasks if not work.is_done(t)]
+    if n_reused:
+        log(f"resuming {work.root}: {len(tasks) - len(todo)} of {len(tasks)} chunks already "
+            "fitted")
+    ctx = RunContext(cfg, needed, layout_config, int(batch_size), str(work.root),
+                     float(frame_rotation_deg), observables, setups)
+
+    # 4. fit what is missing, then merge
+    if executor is None:
+        executor = LocalExecutor()
+    elif not hasattr(executor, "map_chunks"):  # a factory: start the cluster only now
+        executor = executor()
+    total = sum(n_events)
+    bar = tqdm(total=total, initial=total - sum(t.n_events for t in todo), unit="ev",
+               disable=not progress, desc="reconstruct " + "+".join(cfg.detectors))
+    failed, fitted, t_fit = {}, 0, time.perf_counter()
+    state = manifest["state"]
+    try:
+        for task, result in executor.map_chunks(todo, ctx):
+            if isinstance(result, BaseException):
+                failed[task.name] = f"{task.describe()}: {type(result).__name__}: {result}"
+                state[task.path] = {"status": "failed", "error": failed[task.name]}
+            else:
+                fitted += task.n_events
+                bar.update(task.n_events)
+                bar.set_postfix(ev_s=f"{fitted / (time.perf_counter() - t_fit):.1f}")
+            _update_state(state, tasks, work, failed)
+            manifest["state"] = state
+            work.write_manifest(manifest)
+    finally:
+        bar.close()
+    summaries = []
+    for o, out in enumerate(outputs):
+        mine = [t for t in tasks if t.output_index == o]
+        if any(t.name in failed for t in mine):
+            continue
+        summaries.append(_merge(out, mine, work, ctx, chash, reports, t_start, fitted,
+                                len(tasks) - len(todo), executor))
+    if failed:
+        first = next(iter(failed.values()))
+        raise RunError(f"{len(failed)} of {len(tasks)} chunks failed (first: {first}); the "
+                       f"finished chunks are kept in {work.root}: rerun the same command to "
+                       "retry the failed ones")
+    work.remove()
+    if len(summaries) == 1:
+        s = summaries[0]
+    else:
+        s = {"outputs": summaries, "config_hash": chash,
+             "events": sum(x["events"] for x in summaries),
+             "status_counts": np.sum([x["status_counts"] for x in summaries], 0).tolist(),
+             "detectors": list(cfg.detectors), "batch_size": int(batch_size)}
+        s["seconds"] = time.perf_counter() - t_start
+        s["events_per_s"] = s["events"] / max(s["seconds"], 1e-9)
+    if setups is not None and log:
+        for d, counts in s.get("calibration", {}).items():
+            log(f"{d.upper()} calibration: " + ", ".join(
+                f"{name!r} for {k} events" for name, k in counts.items())
+                + f" ({setups.describe()})")
+    return s
+
+
+def _update_state(state, tasks, work, failed):
+    by_input = {}
+    for t in tasks:
+        by_input.setdefault(t.path, []).append(t)
+    for path, ts in by_input.items():
+        if state.get(path, {}).get("status") == "failed":
+            continue
+        done = sum(work.is_done(t) for t in ts)
+        state[path] = {"status": "done" if done == len(ts) else "pending",
+                       "chunks_done": done, "chunks": len(ts)}
+
+
+def _merge(out: Path, tasks, work: WorkDir, ctx: RunContext, chash, reports, t_start, fitted,
+           n_reused, executor) -> dict:
+    """The chunks of one output, in order, into ``out`` (``.part`` renamed) and its summary."""
+    import uproot
+
+    tmp = out.with_name(out.name + ".part")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    status_counts, used, n, rss, hosts = np.zeros(4, int), {}, 0, [peak_rss_mb()], set()
+    try:
+        with uproot.recreate(tmp) as fout:
+            tree, types = None, None
+            for task in tasks:
+                cols, meta = work.load_chunk(task)
+                if tree is None:  # the declared schema (joint/io/columns.py)
+                    types = branch_types(cols, where=str(task.path))
                     tree = fout.mktree("reco", types)
                 else:
-                    check(cols, str(path))
+                    check(cols, task.path)
                 tree.extend({k: np.asarray(v, t[0] if isinstance(t, tuple) else t)
                              for k, v in cols.items() for t in (types[k],)})
-                status_counts += np.bincount(cols["status"], minlength=4)[:4]
-                n_done += n
-                bar.update(n)
-                bar.set_postfix(ev_s=f"{n_done / (time.perf_counter() - t_start):.1f}")
-        if setups is not None:
-            fout["calibration"] = setups.metadata()
-    bar.close()
-    tmp.replace(output)
+                status_counts += np.asarray(meta["status_counts"])
+                n += meta["events"]
+                rss.append(meta.get("peak_rss_mb", 0.0))
+                hosts.add(f"{meta.get('host')}:{meta.get('pid')}")
+                for d, counts in meta.get("calibration", {}).items():
+                    for name, k in counts.items():
+                        used.setdefault(d, {})
+                        used[d][name] = used[d].get(name, 0) + k
+            if ctx.setups is not None:
+                fout["calibration"] = ctx.setups.metadata()
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     seconds = time.perf_counter() - t_start
-    summary = {"events": n_done, "seconds": seconds, "events_per_s": n_done / max(seconds, 1e-9),
-               "status_counts": status_counts.tolist(), "detectors": list(cfg.detectors)}
-    if setups is not None:
+    summary = {"output": str(out), "events": n, "seconds": seconds,
+               "events_per_s": n / max(seconds, 1e-9), "events_fitted_now": fitted,
+               "chunks": len(tasks), "chunks_reused": n_reused,
+               "status_counts": status_counts.tolist(), "detectors": list(ctx.cfg.detectors),
+               "batch_size": ctx.batch_size, "config_hash": chash,
+               "peak_rss_mb": float(max(rss)), "workers": sorted(hosts),
+               "executor": executor.describe(),
+               "inputs": sorted({t.path for t in tasks}),
+               "warnings": [w for r in reports if str(r.path) in {t.path for t in tasks}
+                            for w in r.warnings()]}
+    if ctx.setups is not None:
         summary["calibration"] = used
-        if log:
-            for d, counts in used.items():
-                log(f"{d.upper()} calibration: " + ", ".join(
-                    f"{name!r} for {k} events" for name, k in counts.items())
-                    + f" ({setups.describe()})")
+    atomic_write_bytes(out.with_name(out.name + ".run.json"),
+                       json.dumps(summary, indent=1).encode())
     return summary
 
 

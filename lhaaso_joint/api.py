@@ -6,7 +6,8 @@
     table = reconstruct("events.root", "reco.root")    # every detector in the file, jointly
     table["energy", "reco_xmax", "ra", "dec", "gof_km2a", "gof_wfcta"]
 
-``reconstruct`` writes the ``reco`` tree first (finished work is on disk, resumable per file),
+``reconstruct`` writes the ``reco`` tree first (finished work is on disk; a killed run resumes
+from its last finished chunk, ``joint.workdir``),
 then returns it as an astropy ``QTable`` with units (``joint.sky.events_table``). The command
 line (``lhaaso-joint simulate | reconstruct``) is built on the same functions.
 """
@@ -38,15 +39,20 @@ def simulate(output, n_events, detectors=("km2a",), primary="proton", seed=1, **
     return out
 
 
-def reconstruct(inputs, output, detectors="auto", hypothesis="hadron", batch_size=256,
+def reconstruct(inputs, output, detectors="auto", hypothesis="hadron", batch_size="auto",
                 progress=True, frame_rotation_deg=0.0, calib_db=None, calib_missing="raise",
-                **config):
+                max_memory_gb=None, overwrite=False, cluster=None, **config):
     """Fit event files (own schema or G4KM2A) and return the result as a QTable with units.
 
     detectors : "auto" (every built detector with hits in the first file, jointly) or names
     calib_db : calibration database (path or ``calib.db.CalibrationDB``): every event is fitted
         with the entry valid at its time (column ``calib_<det>``; ``table.meta["calibration"]``
         names the entries); ``calib_missing`` "raise" or "nominal" for events outside them
+    batch_size, max_memory_gb : events fitted at once ("auto": the largest that fits the memory
+        budget, ``joint.config.auto_batch_size``)
+    overwrite : replace an output written with another configuration (default: RunError)
+    cluster : None (this process) or a ``--cluster`` specification (``lhaaso_joint.farm``:
+        ``local:N``, ``tcp://HOST:PORT``, ``htcondor:N``, ``slurm:N``)
     config : ``fix``, ``geometry_from``, ``xmax_prior``, ``free``, ``n_iter``
         (``joint.config.config_for``)
     """
@@ -57,7 +63,8 @@ def reconstruct(inputs, output, detectors="auto", hypothesis="hadron", batch_siz
     cfg = config_for(dets, hypothesis, **config)
     reconstruct_files(inputs, output, cfg, batch_size=batch_size, progress=progress,
                       detectors=dets, frame_rotation_deg=frame_rotation_deg, calib_db=calib_db,
-                      calib_missing=calib_missing)
+                      calib_missing=calib_missing, max_memory_gb=max_memory_gb,
+                      overwrite=overwrite, cluster=cluster)
     return read_reco(output, frame_rotation_deg)
 
 
@@ -85,12 +92,14 @@ def reconstruct_records(batch, geometry, response, cfg=None, batch_size=256,
 
 
 def reconstruct_files(inputs, output, cfg, *, calib_db=None, calib_missing="raise",
-                      observables=True, **kwargs) -> dict:
+                      observables=True, cluster=None, **kwargs) -> dict:
     """``joint.runner.reconstruct_files`` with the layers above ``joint`` wired in: the per-event
     observables of ``analysis.observables`` (``observables=False``: fit columns only) and, with
     ``calib_db`` (a path or ``calib.db.CalibrationDB``), the calibration valid at each event's
     time (``calib.provider.CalibrationProvider``; ``calib_missing`` "raise" or "nominal").
-    ``kwargs``: batch_size, layout_config, progress, log, detectors, frame_rotation_deg."""
+    ``cluster``: None (this process) or a ``--cluster`` specification (``lhaaso_joint.farm``).
+    ``kwargs``: batch_size, max_memory_gb, chunk_events, overwrite, layout_config, progress,
+    log, detectors, frame_rotation_deg (``joint.runner.reconstruct_files``)."""
     from analysis.observables import observables as analysis_observables
     from joint import runner
 
@@ -99,9 +108,23 @@ def reconstruct_files(inputs, output, cfg, *, calib_db=None, calib_missing="rais
         from calib.provider import CalibrationProvider
 
         setups = CalibrationProvider(calib_db, calib_missing)
-    return runner.reconstruct_files(inputs, output, cfg,
-                                    observables=analysis_observables if observables else None,
-                                    setups=setups, **kwargs)
+    opened = []
+
+    def executor():  # started by the runner after the inputs are validated
+        from lhaaso_joint.farm import DaskExecutor
+
+        opened.append(DaskExecutor.from_spec(cluster, kwargs.get("max_memory_gb") or 4.0,
+                                             kwargs.get("log") or print))
+        return opened[-1]
+
+    try:
+        return runner.reconstruct_files(inputs, output, cfg,
+                                        observables=analysis_observables if observables else None,
+                                        setups=setups, executor=None if cluster is None
+                                        else executor, **kwargs)
+    finally:
+        for ex in opened:
+            ex.close()
 
 
 def read_reco(path, frame_rotation_deg=0.0):

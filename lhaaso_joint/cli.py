@@ -169,16 +169,39 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def _batch_size(text: str):
+    """--batch-size: a positive integer or 'auto' (checked by the runner: one message)."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
 def cmd_reconstruct(args) -> int:
+    from joint.io.errors import RunError
+    from joint.runner import check_batch_size, check_output
     from lhaaso_joint.api import reconstruct_files
 
     dets = None if args.detectors == "auto" else _parse_detectors(args.detectors)
     if dets == ():
-        raise SystemExit("lhaaso-joint: reconstruct needs at least one detector")
-    if Path(args.output).exists() and not args.overwrite:
-        print(f"lhaaso-joint: {args.output} exists (a finished run); skipping. Use --overwrite "
-              "to redo it.", file=sys.stderr)
-        return 0
+        raise RunError("reconstruct needs at least one detector (--detectors)")
+    # the arguments first: nothing is read or fitted before they are all right
+    check_batch_size(args.batch_size)
+    if args.chunk_events is not None:
+        check_batch_size(args.chunk_events, "--chunk-events")
+    if args.max_memory is not None and not args.max_memory > 0:
+        raise RunError(f"--max-memory must be a positive number of GB, got {args.max_memory}")
+    if args.n_iter < 1:
+        raise RunError(f"--n-iter must be a positive integer, got {args.n_iter}")
+    single = not (args.output.endswith("/") or Path(args.output).is_dir())
+    if single:
+        check_output(args.output, args.inputs)
+        if Path(args.output).exists() and not args.overwrite:
+            print(f"lhaaso-joint: {args.output} exists (a finished run); skipping. Use "
+                  "--overwrite to redo it.", file=sys.stderr)
+            return 0
     from lhaaso_joint.api import config_for
     from joint.runner import detectors_in_file
 
@@ -196,17 +219,22 @@ def cmd_reconstruct(args) -> int:
                          free=tuple(args.free.split(",")) if args.free else None,
                          n_iter=args.n_iter)
     except ValueError as err:
-        raise SystemExit(f"lhaaso-joint: {err} (CLI: --fix core,direction "
-                         "[--geometry-from truth|km2a|wcda])") from None
+        raise RunError(f"{err} (CLI: --fix core,direction "
+                       "[--geometry-from truth|km2a|wcda])") from None
     summary = reconstruct_files(args.inputs, args.output, cfg, batch_size=args.batch_size,
                                 layout_config=args.layout, progress=not args.quiet,
                                 detectors="auto" if dets is None else dets,
                                 frame_rotation_deg=args.frame_rotation_deg,
-                                calib_db=args.calib_db, calib_missing=args.calib_missing)
+                                calib_db=args.calib_db, calib_missing=args.calib_missing,
+                                max_memory_gb=args.max_memory, chunk_events=args.chunk_events,
+                                overwrite=args.overwrite, cluster=args.cluster,
+                                log=lambda m: print(f"lhaaso-joint: {m}", file=sys.stderr))
     st = summary["status_counts"]
     print(f"reconstructed {summary['events']} events in {summary['seconds']:.1f} s "
           f"({summary['events_per_s']:.1f} events/s incl. compilation and I/O) -> {args.output}")
-    print(f"detectors fitted: {','.join(summary['detectors'])}")
+    print(f"detectors fitted: {','.join(summary['detectors'])}; batch size "
+          f"{summary['batch_size']}; peak memory {summary.get('peak_rss_mb', float('nan')):.0f} MB"
+          + (f" (largest worker)" if args.cluster else ""))
     print(f"status: converged {st[0]}, max_iter {st[1]}, non_finite {st[2]}, out_of_bounds {st[3]}")
     return 0
 
@@ -312,7 +340,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add the Xmax prior of the hypothesis (default: on, except for WFCTA alone; "
                    "in joint fits only events without WFCTA images use it)")
     s.add_argument("--no-xmax-prior", dest="xmax_prior", action="store_false")
-    s.add_argument("--batch-size", type=int, default=512)
+    s.add_argument("--batch-size", type=_batch_size, default="auto",
+                   help="events fitted at once (default auto: the largest power of two whose "
+                        "estimated memory fits --max-memory)")
+    s.add_argument("--max-memory", type=float, default=None, metavar="GB",
+                   help="memory budget of one process for --batch-size auto (default 3 GB); the "
+                        "run summary reports the peak")
+    s.add_argument("--chunk-events", type=int, default=None,
+                   help="entries per chunk, the unit of resume and of a cluster task (default 8 "
+                        "batches)")
+    s.add_argument("--cluster", default=None, metavar="SPEC",
+                   help="fit on a Dask cluster: local:N (N worker processes here), "
+                        "tcp://HOST:PORT (a running scheduler), htcondor:N or slurm:N (N batch "
+                        "jobs, dask-jobqueue); docs/farm.md")
     s.add_argument("--frame-rotation-deg", type=float, default=0.0,
                    help="angle of the array's +x axis from true East, for ra/dec [deg]")
     s.add_argument("--n-iter", type=int, default=12)
@@ -326,7 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="events no entry covers: stop with an error (default) or fit them nominal")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--overwrite", action="store_true",
-                   help="redo the run even if the output exists (default: a finished output is kept)")
+                   help="redo the run even if the output exists (default: a finished output is kept), "
+                        "and discard an unfinished run of another configuration")
     s.set_defaults(func=cmd_reconstruct)
 
     s = sub.add_parser("bench", help="batched fitter vs iminuit on the same likelihood")
@@ -354,12 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from joint.io.errors import EventFileError
+    from joint.io.errors import EventFileError, RunError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except EventFileError as exc:
+    except (EventFileError, RunError) as exc:
         print(f"lhaaso-joint: error: {exc}", file=sys.stderr)
         return 2
 
