@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from joint.io.errors import EventFileError, open_tree
+from joint.io.errors import EventFileError, open_tree, read_arrays, reading
 from joint.io.schema import check_ids, validate_records
 
 TREE = "event"
@@ -63,8 +63,9 @@ def mass_number_from_corsika_id(pid) -> np.ndarray:
 def read_lhevent(path, km2a=None, wcda=None, run: int = 0, azimuth_offset_deg: float = 0.0) -> dict:
     """Read a G4KM2A LHEvent file into the records dict of ``joint.io.schema``.
 
-    Raises EventFileError (naming the file and the field) for a missing tree or member, an empty
-    tree, NaN hit times, mismatched hit arrays, and (when layouts are given) ids outside them.
+    Raises EventFileError (naming the file and the field) for a missing, truncated or corrupt
+    file (one line), a missing tree or member, an empty tree, NaN hit times, mismatched hit
+    arrays, negative ids, and (when layouts are given) ids outside them.
     """
     import awkward as ak
 
@@ -72,13 +73,14 @@ def read_lhevent(path, km2a=None, wcda=None, run: int = 0, azimuth_offset_deg: f
     fin, tree = open_tree(path, TREE)
     with fin:
         leaf = {}
-        for k in tree.keys(recursive=True):
-            leaf.setdefault(k.split("/")[-1], k)
+        with reading(path):
+            for k in tree.keys(recursive=True):
+                leaf.setdefault(k.split("/")[-1], k)
         wanted = list(_SCALARS) + [f"{h}.{f}" for h in _HITS for f in _HIT_FIELDS]
         for name in wanted:
             if name not in leaf:
                 raise EventFileError(path, f"Event/{name}", "is missing")
-        arrays = tree.arrays([leaf[w] for w in wanted], library="ak")
+        arrays = read_arrays(path, tree, [leaf[w] for w in wanted])
     get = {w: arrays[leaf[w]] if leaf[w] in arrays.fields else arrays[w] for w in wanted}
 
     records = {

@@ -36,6 +36,7 @@ awkward arrays (n_events, var).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Mapping
 
@@ -44,7 +45,7 @@ import numpy as np
 from detectors import registry
 from detectors.block import ChannelBlock
 from joint.event import Event, build_batch_block
-from joint.io.errors import EventFileError, open_tree
+from joint.io.errors import EventFileError, open_tree, read_arrays, reading
 
 TREE = "events"
 SCALARS = {"run": np.int32, "event_id": np.int64, "time_mjd": np.float64}
@@ -77,9 +78,53 @@ def groups_present(records: Mapping) -> list[str]:
     return [g for g, fs in groups().items() if any(f"{g}_{f}" in records for f in fs)]
 
 
-def _check_group(records: Mapping, group: str, source, n: int) -> None:
-    """All fields of a present group exist, have n entries and equal jagged lengths; no NaN."""
+def _entry_of_hit(counts: np.ndarray, hit: int, entry_offset: int = 0) -> int:
+    """Entry (counted in the file: ``entry_offset`` + index in the records) of flat hit ``hit``."""
+    return int(np.searchsorted(np.cumsum(counts), hit, side="right")) + int(entry_offset)
+
+
+def _id_problem(flat: np.ndarray, dtype, arr_type) -> tuple | None:
+    """(index of the first bad hit, what is wrong with it) for a flat array of hit ids, or None.
+
+    Ids are channel numbers: integers (a float branch must hold integral values), not negative,
+    and within the range of the schema's integer dtype (``write_events`` casts to it)."""
+    if flat.dtype.kind not in "iuf":
+        return 0, f"must hold integer ids, got {arr_type}"
+    if not flat.size:
+        return None
+    if flat.dtype.kind == "f":
+        finite = np.isfinite(flat)
+        if not finite.all():
+            i = int(np.flatnonzero(~finite)[0])
+            return i, f"has a non-finite id {float(flat[i])!r}"
+        frac = flat != np.floor(flat)
+        if frac.any():
+            i = int(np.flatnonzero(frac)[0])
+            return i, f"has a fractional id {float(flat[i])!r}"
+    neg = flat < 0
+    if neg.any():
+        i = int(np.flatnonzero(neg)[0])
+        return i, f"has a negative id {_num(flat[i])}"
+    top = np.iinfo(dtype).max
+    big = flat > top
+    if big.any():
+        i = int(np.flatnonzero(big)[0])
+        return i, f"has id {_num(flat[i])}, beyond the {np.dtype(dtype).name} range of the schema"
+    return None
+
+
+def _num(x) -> str:
+    x = float(x)
+    return str(int(x)) if x.is_integer() else repr(x)
+
+
+def _check_group(records: Mapping, group: str, source, n: int, entry_offset: int = 0) -> None:
+    """All fields of a present group exist, have n entries and equal jagged lengths; no NaN
+    time/charge; ids integral, not negative, within the schema dtype. Entries in messages are
+    counted in the file (``entry_offset`` = the file entry of the first record)."""
     ak = _ak()
+    dtypes = dict(groups()[group])
+    dtypes.update(optional_fields().get(group, {}))
     fields = list(groups()[group]) + [f for f in optional_fields().get(group, {})
                                     if f"{group}_{f}" in records]
     ref_name, ref_counts = None, None
@@ -98,23 +143,37 @@ def _check_group(records: Mapping, group: str, source, n: int) -> None:
             ref_name, ref_counts = name, counts
         elif not np.array_equal(counts, ref_counts):
             bad = int(np.flatnonzero(counts != ref_counts)[0])
-            raise EventFileError(source, name, f"has {counts[bad]} hits in entry {bad} but "
-                                 f"'{ref_name}' has {ref_counts[bad]}")
+            raise EventFileError(source, name, f"has {counts[bad]} hits in entry "
+                                 f"{bad + entry_offset} but '{ref_name}' has {ref_counts[bad]}")
+        try:
+            flat = ak.to_numpy(ak.flatten(arr))
+        except ValueError:  # strings, records: no flat numpy array
+            raise EventFileError(source, name, f"must hold numbers, got {arr.type}") from None
         if f in ("time", "pe"):
-            flat = ak.to_numpy(ak.flatten(arr)).astype(np.float64)
+            if flat.dtype.kind not in "iuf":
+                raise EventFileError(source, name, f"must hold numbers, got {arr.type}")
             finite = np.isfinite(flat)
             if not finite.all():
                 hit = int(np.flatnonzero(~finite)[0])
-                entry = int(np.searchsorted(np.cumsum(counts), hit, side="right"))
+                entry = _entry_of_hit(counts, hit, entry_offset)
                 what = "NaN" if np.isnan(flat[hit]) else "a non-finite value"
                 raise EventFileError(source, name, f"has {what} in entry {entry}")
+        else:
+            bad = _id_problem(flat, dtypes[f], arr.type)
+            if bad is not None:
+                hit, what = bad
+                where = f" in entry {_entry_of_hit(counts, hit, entry_offset)}" if flat.size else ""
+                raise EventFileError(source, name, what + where)
 
 
-def validate_records(records: Mapping, source="<records>") -> int:
+def validate_records(records: Mapping, source="<records>", entry_offset: int = 0) -> int:
     """Check a records dict against the schema; return the number of events.
 
     Raises EventFileError (naming ``source`` and the field) for a missing scalar branch,
-    inconsistent lengths, partial truth, mismatched jagged lengths or non-finite hit times/charges.
+    inconsistent lengths, partial truth, mismatched jagged lengths, non-finite hit times/charges,
+    and hit ids (every hit field but time/pe) that are fractional, non-finite, negative or beyond
+    the schema's integer dtype. Entries in the messages are counted in the file: record ``i`` is
+    entry ``entry_offset + i`` (a slice read from ``entry_start`` passes that).
     """
     for name in SCALARS:
         if name not in records:
@@ -134,14 +193,15 @@ def validate_records(records: Mapping, source="<records>") -> int:
         if p in records and len(records[p]) != n:
             raise EventFileError(source, p, f"has {len(records[p])} entries, expected {n}")
     for g in groups_present(records):
-        _check_group(records, g, source, n)
+        _check_group(records, g, source, n, entry_offset)
     return n
 
 
 def check_ids(records: Mapping, source="<records>", layouts: Mapping | None = None,
-              **named_layouts) -> None:
+              entry_offset: int = 0, **named_layouts) -> None:
     """Raise EventFileError if a hit id is not a channel of the given layouts
-    ({detector: layout}, or as keywords ``km2a=..., wcda=...``)."""
+    ({detector: layout}, or as keywords ``km2a=..., wcda=...``), naming the entry counted in the
+    file (``entry_offset`` + the index in the records)."""
     ak = _ak()
     layouts = _layouts(layouts, named_layouts)
     for spec in registry.specs(layouts):
@@ -156,7 +216,7 @@ def check_ids(records: Mapping, source="<records>", layouts: Mapping | None = No
             except ValueError as err:
                 counts = ak.to_numpy(ak.num(records[f"{b.name}_{b.key}"], axis=1))
                 bad, which = _first_bad(ids, lambda h: b.index(lay, h))
-                entry = int(np.searchsorted(np.cumsum(counts), bad, side="right"))
+                entry = _entry_of_hit(counts, bad, entry_offset)
                 raise EventFileError(source, f"{b.name}_{which}", "has an id outside the layout "
                                      f"in entry {entry} ({err})") from None
 
@@ -170,26 +230,50 @@ def _layouts(layouts, named) -> dict:
 
 
 def _first_bad(ids: dict, fn) -> tuple:
-    """(index of the first hit whose ids ``fn`` rejects, the id field that is wrong)."""
+    """(index of the first hit whose ids ``fn`` rejects, the id field that is wrong).
+
+    ``fn`` raises ValueError for a set of hits holding a bad one; bisection over prefixes (about
+    log2(n_hits) calls, each vectorised), not one call per hit."""
     n = len(next(iter(ids.values())))
-    for i in range(n):
+
+    def ok(k):
         try:
-            fn({f: v[i:i + 1] for f, v in ids.items()})
-        except ValueError as err:
-            names = [f for f in ids if f in str(err).lower()]
-            return i, (names[0] if len(ids) > 1 and names else next(iter(ids)))
-    return 0, next(iter(ids))
+            fn({f: v[:k] for f, v in ids.items()})
+        except ValueError:
+            return False
+        return True
+
+    lo, hi = 0, n  # the first lo hits are fine; the first hi hits hold a bad one
+    if ok(n):
+        return 0, next(iter(ids))
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid
+    i = hi - 1
+    try:
+        fn({f: v[i:i + 1] for f, v in ids.items()})
+    except ValueError as err:
+        names = [f for f in ids if f in str(err).lower()]
+        return i, (names[0] if len(ids) > 1 and names else next(iter(ids)))
+    return i, next(iter(ids))
 
 
 # --------------------------------------------------------------------------------------------
 # write / read
 # --------------------------------------------------------------------------------------------
 def write_events(path, records: Mapping) -> None:
-    """Write records to ``path`` as the ``events`` TTree (overwrites the file).
+    """Write records to ``path`` as the ``events`` TTree (replaces an existing file).
 
     Scalars are cast to the schema dtypes; each hit group is written as one awkward record array
     so its branches share one counter (``n<group>``). Validated first (EventFileError naming
-    ``path`` and the field, e.g. mismatched jagged id/time/pe lengths).
+    ``path`` and the field, e.g. mismatched jagged id/time/pe lengths, fractional ids).
+
+    Atomic: written to ``<path>.part`` and renamed onto ``path`` when complete; on any error the
+    ``.part`` is removed and an existing file at ``path`` is left as it was. An OS error (no
+    space, no permission, a directory in the way) is an EventFileError naming ``path``.
     """
     import uproot
     ak = _ak()
@@ -211,41 +295,67 @@ def write_events(path, records: Mapping) -> None:
         data[g] = ak.zip({f: ak.values_astype(ak.Array(records[f"{g}_{f}"]), dt)
                           for f, dt in fields.items()})
     types = {k: (v.type.content if isinstance(v, ak.Array) else v.dtype) for k, v in data.items()}
-    with uproot.recreate(path) as fout:
-        tree = fout.mktree(TREE, types)
-        if n:
-            tree.extend(data)
+    part = path.with_name(path.name + ".part")
+    try:
+        with uproot.recreate(part) as fout:
+            tree = fout.mktree(TREE, types)
+            if n:
+                tree.extend(data)
+        os.replace(part, path)
+    except BaseException as err:
+        try:
+            part.unlink()
+        except OSError:
+            pass
+        if isinstance(err, OSError):
+            raise EventFileError(path, "<file>", f"cannot be written ({err.strerror or err})",
+                                 kind="file") from None
+        raise
+
+
+def _entry_offset(entry_start, n_entries: int) -> int:
+    """The file entry of the first event that ``tree.arrays(entry_start=...)`` returns."""
+    if entry_start is None:
+        return 0
+    start = int(entry_start)
+    if start < 0:
+        start += n_entries
+    return min(max(start, 0), n_entries)
 
 
 def read_events(path, layouts: Mapping | None = None, entry_start=None, entry_stop=None,
                 **named_layouts) -> dict:
     """Read a file of the own schema into a records dict (see module docstring).
 
-    ``entry_start``/``entry_stop`` read a slice of events (streaming large files in chunks).
+    ``entry_start``/``entry_stop`` read a slice of events (streaming large files in chunks);
+    entries in error messages are still counted from the start of the file.
 
-    Validation (EventFileError naming the file and the field): missing tree, missing scalar
-    branch, a hit group with a missing branch, 0 entries, mismatched jagged lengths, NaN hit
-    times or charges, and (when layouts are given) hit ids outside the layouts.
+    Validation (EventFileError naming the file and the field): missing, truncated or corrupt
+    file (one line), missing tree, missing scalar branch, a hit group with a missing branch,
+    0 entries, mismatched jagged lengths, NaN hit times or charges, fractional or negative ids,
+    and (when layouts are given) hit ids outside the layouts.
     """
     ak = _ak()
     path = Path(path)
     fin, tree = open_tree(path, TREE)
     with fin:
-        keys = set(tree.keys())
+        with reading(path):
+            keys = list(tree.keys())
         for name in SCALARS:
             if name not in keys:
                 raise EventFileError(path, name, "is missing")
         wanted = [k for k in keys if k in SCALARS or k in TRUTH or k in presence()
                   or any(k.startswith(g + "_") for g in groups())]
-        arrays = tree.arrays(wanted, library="ak", entry_start=entry_start, entry_stop=entry_stop)
+        offset = _entry_offset(entry_start, tree.num_entries)
+        arrays = read_arrays(path, tree, wanted, entry_start=entry_start, entry_stop=entry_stop)
     records = {}
     for k in wanted:
         if k in SCALARS or k in TRUTH or k in presence():
             records[k] = ak.to_numpy(arrays[k])
         else:
             records[k] = arrays[k]
-    validate_records(records, source=path)
-    check_ids(records, path, _layouts(layouts, named_layouts))
+    validate_records(records, source=path, entry_offset=offset)
+    check_ids(records, path, _layouts(layouts, named_layouts), entry_offset=offset)
     return records
 
 
@@ -265,7 +375,8 @@ def _hit_arrays(records: Mapping, spec, b, lay, present):
 
 
 def to_events(records: Mapping, layouts: Mapping | None = None, source="<records>",
-              valid: Mapping | None = None, **named_layouts) -> list[Event]:
+              valid: Mapping | None = None, entry_offset: int = 0,
+              **named_layouts) -> list[Event]:
     """Dense per-event Events from records; a detector block is built only when its layout is
     given ({detector: layout} or keywords ``km2a=...``) AND its group is in the records.
 
@@ -273,7 +384,7 @@ def to_events(records: Mapping, layouts: Mapping | None = None, source="<records
     (n_channels,) bool mask of live channels. Unknown ids raise EventFileError naming ``source``.
     """
     batch = to_event_batch(records, layouts, source=source, valid=valid, as_jax=False,
-                           **named_layouts)
+                           entry_offset=entry_offset, **named_layouts)
     n = len(records["run"])
     return [jax_free_take(batch, i) for i in range(n)]
 
@@ -289,15 +400,18 @@ def jax_free_take(batch: Event, i: int) -> Event:
 
 
 def to_event_batch(records: Mapping, layouts: Mapping | None = None, source="<records>",
-                   valid: Mapping | None = None, as_jax: bool = True, **named_layouts) -> Event:
+                   valid: Mapping | None = None, as_jax: bool = True, entry_offset: int = 0,
+                   **named_layouts) -> Event:
     """Batched dense Event (leading axis n_events) from records, vectorised over the events (no
     Python loop per event). ``layouts``: {detector: layout} (or keywords ``km2a=...``); a block
-    is built when its detector's layout is given and its group is in the records."""
+    is built when its detector's layout is given and its group is in the records.
+    ``entry_offset``: the file entry of the first record (error messages count entries in the
+    file when the records are a slice of it)."""
     import jax.numpy as jnp
 
     layouts = _layouts(layouts, named_layouts)
-    n = validate_records(records, source)
-    check_ids(records, source, layouts)
+    n = validate_records(records, source, entry_offset=entry_offset)
+    check_ids(records, source, layouts, entry_offset=entry_offset)
     valid = dict(valid or {})
     present = set(groups_present(records))
     blocks = {}
