@@ -82,13 +82,13 @@ def test_sigkill_mid_file_resumes_and_equals_an_uninterrupted_run(events_file, t
     assert 2 <= n_before < N_EVENTS // CHUNK, "killed too late to test a resume"
     assert not killed.exists()
     manifest = json.loads((tmp_path / "killed.root.work" / "manifest.json").read_text())
-    assert manifest["config_hash"] == run["config_hash"]
 
     p = _cli(*_args(events_file, killed))
     out, err = p.communicate(timeout=900)
     assert p.returncode == 0, err
     assert f"{n_before} of {N_EVENTS // CHUNK} chunks already fitted" in err
     summary = json.loads((tmp_path / "killed.root.run.json").read_text())
+    assert summary["config_hash"] == manifest["config_hash"]
     assert summary["chunks_reused"] == n_before
     assert summary["events_fitted_now"] == N_EVENTS - n_before * CHUNK  # less than the whole
     assert not (tmp_path / "killed.root.work").exists()
