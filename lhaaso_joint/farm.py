@@ -23,7 +23,7 @@ import os
 
 from joint.io.errors import RunError
 
-__all__ = ["open_cluster", "DaskExecutor", "WORKER_ENV"]
+__all__ = ["open_cluster", "jobqueue_cluster", "DaskExecutor", "WORKER_ENV"]
 
 #: environment of every worker process
 WORKER_ENV = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "OMP_NUM_THREADS": "1",
@@ -69,17 +69,25 @@ def open_cluster(spec: str, max_memory_gb: float = 4.0, log=print):
             raise RunError(f"--cluster {spec} needs dask-jobqueue: pip install "
                            "'lhaaso-joint[farm]'") from None
         n = _count(spec, "jobs")
-        cls = dask_jobqueue.HTCondorCluster if kind == "htcondor" else dask_jobqueue.SLURMCluster
-        extra = {"disk": "4GB"} if kind == "htcondor" else {}
-        cluster = cls(cores=1, processes=1, memory=memory,
-                      job_script_prologue=[f"export {k}={v}" for k, v in WORKER_ENV.items()],
-                      **extra)
+        cluster = jobqueue_cluster(kind, memory)
         cluster.scale(jobs=n)
         log(f"{kind}: {n} jobs requested ({memory} each); the run starts as they come up")
     else:
         raise RunError(f"--cluster {spec}: unknown kind {kind!r} (local:N, tcp://HOST:PORT, "
                        "htcondor:N or slurm:N)")
     return Client(cluster), cluster
+
+
+def jobqueue_cluster(kind: str, memory: str):
+    """A dask-jobqueue cluster (no jobs yet) whose jobs are one worker of one process and one
+    thread with :data:`WORKER_ENV`; queue, project, GPU requests and the Python environment come
+    from the site's dask-jobqueue configuration (``~/.config/dask/jobqueue.yaml``, docs/farm.md)."""
+    import dask_jobqueue
+
+    cls = dask_jobqueue.HTCondorCluster if kind == "htcondor" else dask_jobqueue.SLURMCluster
+    extra = {"disk": "4GB"} if kind == "htcondor" else {}
+    return cls(cores=1, processes=1, memory=memory,
+               job_script_prologue=[f"export {k}={v}" for k, v in WORKER_ENV.items()], **extra)
 
 
 class _CompilationCache:

@@ -34,18 +34,17 @@ def test_cluster_spec_errors():
 def test_htcondor_job_script():
     """The HTCondor job a farm run submits: one core, one process, the worker environment."""
     pytest.importorskip("dask_jobqueue")
-    from dask_jobqueue import HTCondorCluster
+    from lhaaso_joint.farm import jobqueue_cluster
 
-    from lhaaso_joint.farm import WORKER_ENV
-
-    cluster = HTCondorCluster(cores=1, processes=1, memory="6GB", disk="4GB",
-                              job_script_prologue=[f"export {k}={v}" for k, v in WORKER_ENV.items()])
-    try:
-        script = cluster.job_script()
-    finally:
-        cluster.close()
-    assert "XLA_PYTHON_CLIENT_PREALLOCATE=false" in script
-    assert "--nthreads 1" in script and "--nworkers 1" in script
+    for kind in ("htcondor", "slurm"):
+        cluster = jobqueue_cluster(kind, "6GB")
+        try:
+            script = cluster.job_script()
+        finally:
+            cluster.close()
+        assert "XLA_PYTHON_CLIENT_PREALLOCATE=false" in script
+        assert "--nthreads 1" in script and "--nworkers" not in script, script
+        assert ("MY.DaskWorkerCores = 1" in script) if kind == "htcondor" else ("--cpus-per-task=1" in script), script
 
 
 def _reco(path) -> dict:
