@@ -28,7 +28,7 @@ from joint.event import Event, batch_size as _n_events, pad_batch
 from joint.likelihood import detector_model, joint_model
 
 __all__ = ["reconstruct_batch", "reconstruct_records", "prepare", "nll_function",
-           "select_channels", "straggler_passes", "padded_size", "REFIT_BATCH"]
+           "select_channels", "straggler_passes", "straggler_chunks", "padded_size", "REFIT_BATCH"]
 
 
 def all_finite_shower(s):
@@ -291,6 +291,16 @@ def straggler_passes(model, terms, data, result, info, cfg):
                              cfg.n_iter + cfg.refit_iter, repr(cfg))
 
 
+def straggler_chunks(idx, size):
+    """(event indices, padded sub-batch size) of the straggler pass: full sub-batches of
+    ``size``, then the rest in one sub-batch of the next power of two ≥ 8 (≤ ``size``)."""
+    out = []
+    for start in range(0, idx.size, size):
+        chunk = idx[start:start + size]
+        out.append((chunk, size if chunk.size == size else padded_size(chunk.size, size)))
+    return out
+
+
 @jax.jit
 def _gather(tree, idx):
     """The events ``idx`` of every leaf of ``tree`` (leading axis)."""
@@ -304,14 +314,13 @@ def _refit_stragglers(nll_fn, terms, data, result, info, config, done_iter, trac
     idx = np.nonzero(status == fitmod.MAX_ITER)[0]
     if config.n_iter <= 0 or idx.size == 0:
         return result, info
-    # fixed sub-batches of REFIT_BATCH events (or of the batch's size when it is smaller: a
-    # 16-event batch padded to 64 paid 4x the straggler compute): one compilation for any
-    # number of stragglers. The gather is one jitted program for the whole tree (an eager
-    # jnp.take compiled a small program per leaf shape; numpy would move GPU data to the host).
-    size = min(REFIT_BATCH, status.shape[0])
+    # sub-batches of REFIT_BATCH events, the last one padded only to the next power of two
+    # (>= 8): one compilation per size for any number of stragglers, and 66 stragglers cost
+    # 64 + 8 events, not 2 x 64 (the padding was up to half the straggler compute). The gather
+    # is one jitted program for the whole tree (an eager jnp.take compiled a small program per
+    # leaf shape; numpy would move GPU data to the host).
     parts = []
-    for start in range(0, idx.size, size):
-        chunk = idx[start:start + size]
+    for chunk, size in straggler_chunks(idx, min(REFIT_BATCH, status.shape[0])):
         take = jnp.asarray(np.concatenate([chunk, np.full(size - chunk.size, chunk[0])]))
         sub_data, sub_seeds = _gather((data, result.shower), take)
         r2, i2 = fitmod.fit_events(nll_fn, sub_data, sub_seeds, config, terms_fn=terms,

@@ -374,6 +374,10 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
                 "inputs": [{"path": p, "events": n, "output": str(outputs[o])}
                            for p, n, o in zip(inputs, n_events, output_of)],
                 "state": {}}
+    if executor is None:
+        executor = LocalExecutor()
+    elif not hasattr(executor, "map_chunks"):  # a factory: start the cluster only now
+        executor = executor()
     n_reused = work.open(manifest, overwrite)
     todo = [t for t in tasks if not work.is_done(t)]
     if n_reused:
@@ -383,10 +387,6 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
                      float(frame_rotation_deg), observables, setups)
 
     # 4. fit what is missing, then merge
-    if executor is None:
-        executor = LocalExecutor()
-    elif not hasattr(executor, "map_chunks"):  # a factory: start the cluster only now
-        executor = executor()
     total = sum(n_events)
     bar = tqdm(total=total, initial=total - sum(t.n_events for t in todo), unit="ev",
                disable=not progress, desc="reconstruct " + "+".join(cfg.detectors))

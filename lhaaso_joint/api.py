@@ -109,6 +109,10 @@ def reconstruct_files(inputs, output, cfg, *, calib_db=None, calib_missing="rais
 
         setups = CalibrationProvider(calib_db, calib_missing)
     opened = []
+    if cluster is not None:
+        from lhaaso_joint.farm import check_cluster_spec
+
+        check_cluster_spec(cluster)
 
     def executor():  # started by the runner after the inputs are validated
         from lhaaso_joint.farm import DaskExecutor

@@ -23,7 +23,7 @@ import os
 
 from joint.io.errors import RunError
 
-__all__ = ["open_cluster", "jobqueue_cluster", "DaskExecutor", "WORKER_ENV"]
+__all__ = ["check_cluster_spec", "open_cluster", "jobqueue_cluster", "DaskExecutor", "WORKER_ENV"]
 
 #: environment of every worker process
 WORKER_ENV = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "OMP_NUM_THREADS": "1",
@@ -42,6 +42,21 @@ def _count(spec: str, what: str) -> int:
     return n
 
 
+KINDS = ("local", "tcp", "tls", "htcondor", "slurm")
+
+
+def check_cluster_spec(spec: str) -> None:
+    """RunError (one line) for a malformed ``--cluster`` specification; starts nothing."""
+    kind = str(spec).split(":", 1)[0]
+    if kind not in KINDS:
+        raise RunError(f"--cluster {spec}: unknown kind {kind!r} (local:N, tcp://HOST:PORT, "
+                       "htcondor:N or slurm:N)")
+    if kind in ("local", "htcondor", "slurm"):
+        _count(spec, "workers" if kind == "local" else "jobs")
+    elif not str(spec).partition("://")[2]:
+        raise RunError(f"--cluster {spec}: give the scheduler's address, e.g. tcp://HOST:8786")
+
+
 def open_cluster(spec: str, max_memory_gb: float = 4.0, log=print):
     """(dask Client, cluster or None) for a ``--cluster`` specification (module docstring)."""
     try:
@@ -49,6 +64,7 @@ def open_cluster(spec: str, max_memory_gb: float = 4.0, log=print):
     except ImportError:
         raise RunError("--cluster needs dask.distributed: pip install 'lhaaso-joint[farm]'") \
             from None
+    check_cluster_spec(spec)
     kind = spec.split(":", 1)[0]
     memory = f"{max(2.0, 1.5 * max_memory_gb):.1f}GB"
     if kind == "local":

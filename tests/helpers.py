@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from analysis.performance import angle_deg, pull_stats, resolution_figures
 
-__all__ = ["angle_deg", "simulate_and_reconstruct", "resolution_figures", "pull_stats"]
+import awkward as ak
+import numpy as np
+import uproot
+
+__all__ = ["angle_deg", "simulate_and_reconstruct", "resolution_figures", "pull_stats",
+           "GROUPS", "jag", "raw_records", "set_hit", "write_raw"]
+
+#: the ground arrays' hit groups of hand-made records (raw_records)
+GROUPS = ("km2a_ed", "km2a_md", "wcda")
 
 
 def simulate_and_reconstruct(primary, log10_energy, n_events, seed, hypothesis, age_sigma=0.05,
@@ -40,3 +48,59 @@ def simulate_and_reconstruct(primary, log10_energy, n_events, seed, hypothesis, 
                            wfcta=lays.get("wfcta"), as_jax=False)
     out = reconstruct_records(batch, geos, resps, cfg, batch_size=batch_size)
     return rec, out
+
+
+# hand-made event files (no validation), for the bad-input tests
+def jag(lists, dtype):
+    return ak.values_astype(ak.Array(lists), dtype)
+
+
+def raw_records(n, seed=3, counts=None, wfcta=False):
+    """Hand-made records of ``n`` events with 1-5 hits per group (``counts``: {group: per-event
+    hit counts} overrides); ids from the full KM2A layout, WCDA cells 0-3119."""
+    from detectors.layout import km2a_layout
+
+    rng = np.random.default_rng(seed)
+    lay = km2a_layout()
+    ids = {"km2a_ed": lay.ed_id, "km2a_md": lay.md_id, "wcda": np.arange(3120)}
+    rec = {"run": np.full(n, 5, np.int32), "event_id": np.arange(n, dtype=np.int64) + 100,
+           "time_mjd": 59000.0 + np.arange(n) * 1e-3}
+    counts = dict(counts or {})
+    for g in GROUPS:
+        c = np.asarray(counts.get(g, rng.integers(1, 6, n)))
+        rec[f"{g}_id"] = ak.unflatten(rng.choice(ids[g], c.sum()).astype(np.int32), c)
+        rec[f"{g}_time"] = ak.unflatten(rng.normal(5000.0, 300.0, c.sum()), c)
+        rec[f"{g}_pe"] = ak.unflatten(rng.exponential(20.0, c.sum()).astype(np.float32), c)
+    if wfcta:
+        c = rng.integers(1, 6, n)
+        rec["wfcta_tel"] = ak.unflatten(rng.integers(1, 7, c.sum()).astype(np.int16), c)
+        rec["wfcta_pix"] = ak.unflatten(rng.integers(0, 1024, c.sum()).astype(np.int16), c)
+        rec["wfcta_pe"] = ak.unflatten(rng.exponential(50.0, c.sum()).astype(np.float32), c)
+    return rec
+
+
+def set_hit(rec, branch, entry, value, hit=0, dtype=None):
+    """Copy of ``rec`` with hit ``hit`` of event ``entry`` of ``branch`` set to ``value``."""
+    lists = ak.to_list(rec[branch])
+    lists[entry][hit] = value
+    out = dict(rec)
+    out[branch] = ak.Array(lists) if dtype is None else jag(lists, dtype)
+    return out
+
+
+def write_raw(path, rec, separate=()):
+    """Write records with uproot directly (no validation): groups zipped (one counter) except
+    those in ``separate`` (one counter per branch, so their lengths can disagree)."""
+    branches = {k: rec[k] for k in ("run", "event_id", "time_mjd")}
+    for g in GROUPS:
+        fields = [k for k in rec if k.startswith(g + "_")]
+        if g in separate:
+            branches.update({k: rec[k] for k in fields})
+        else:
+            branches[g] = ak.zip({k[len(g) + 1:]: rec[k] for k in fields})
+    with uproot.recreate(path) as f:
+        types = {k: (v.type.content if isinstance(v, ak.Array) else v.dtype)
+                 for k, v in branches.items()}
+        f.mktree("events", types).extend(branches)
+
+

@@ -196,3 +196,18 @@ def test_auto_batch_size_follows_the_memory_budget():
     assert auto_batch_size(("km2a", "wcda", "wfcta"), 8.0) > joint3
     for n in (km2a, joint3):
         assert n & (n - 1) == 0  # powers of two: shared compiled programs
+
+
+def test_straggler_sub_batches_are_padded_to_powers_of_two():
+    """The straggler pass fits full sub-batches of REFIT_BATCH and the rest padded to the next
+    power of two (>= 8), so few stragglers do not pay for a whole sub-batch."""
+    from joint.pipeline import straggler_chunks
+
+    for n, size in ((66, 64), (3, 16), (20, 16), (128, 64), (1, 64)):
+        parts = straggler_chunks(np.arange(n), size)
+        got = np.concatenate([c for c, _ in parts])
+        np.testing.assert_array_equal(got, np.arange(n))  # each straggler once, in order
+        for c, s in parts:
+            assert c.size <= s <= size and s & (s - 1) == 0 and s >= min(8, size)
+        assert sum(s for _, s in parts) < n + max(8, n // 2 + 1) or n < 8
+    assert [s for _, s in straggler_chunks(np.arange(66), 64)] == [64, 8]

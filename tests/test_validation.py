@@ -18,63 +18,13 @@ from joint.io.schema import (check_ids, read_events, to_event_batch, validate_re
                              write_events)
 from joint.io.validate import FileReport, validate_file, validate_inputs
 
-GROUPS = ("km2a_ed", "km2a_md", "wcda")
+from helpers import GROUPS, jag as _jag, raw_records as _records, set_hit as _set_hit, \
+    write_raw as _write_raw  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def lay():
     return km2a_layout()
-
-
-def _jag(lists, dtype):
-    return ak.values_astype(ak.Array(lists), dtype)
-
-
-def _records(n, seed=3, counts=None, wfcta=False):
-    """Hand-made records of ``n`` events with 1-5 hits per group (``counts``: {group: per-event
-    hit counts} overrides); ids from the full KM2A layout, WCDA cells 0-3119."""
-    rng = np.random.default_rng(seed)
-    lay = km2a_layout()
-    ids = {"km2a_ed": lay.ed_id, "km2a_md": lay.md_id, "wcda": np.arange(3120)}
-    rec = {"run": np.full(n, 5, np.int32), "event_id": np.arange(n, dtype=np.int64) + 100,
-           "time_mjd": 59000.0 + np.arange(n) * 1e-3}
-    counts = dict(counts or {})
-    for g in GROUPS:
-        c = np.asarray(counts.get(g, rng.integers(1, 6, n)))
-        rec[f"{g}_id"] = ak.unflatten(rng.choice(ids[g], c.sum()).astype(np.int32), c)
-        rec[f"{g}_time"] = ak.unflatten(rng.normal(5000.0, 300.0, c.sum()), c)
-        rec[f"{g}_pe"] = ak.unflatten(rng.exponential(20.0, c.sum()).astype(np.float32), c)
-    if wfcta:
-        c = rng.integers(1, 6, n)
-        rec["wfcta_tel"] = ak.unflatten(rng.integers(1, 7, c.sum()).astype(np.int16), c)
-        rec["wfcta_pix"] = ak.unflatten(rng.integers(0, 1024, c.sum()).astype(np.int16), c)
-        rec["wfcta_pe"] = ak.unflatten(rng.exponential(50.0, c.sum()).astype(np.float32), c)
-    return rec
-
-
-def _set_hit(rec, branch, entry, value, hit=0, dtype=None):
-    """Copy of ``rec`` with hit ``hit`` of event ``entry`` of ``branch`` set to ``value``."""
-    lists = ak.to_list(rec[branch])
-    lists[entry][hit] = value
-    out = dict(rec)
-    out[branch] = ak.Array(lists) if dtype is None else _jag(lists, dtype)
-    return out
-
-
-def _write_raw(path, rec, separate=()):
-    """Write records with uproot directly (no validation): groups zipped (one counter) except
-    those in ``separate`` (one counter per branch, so their lengths can disagree)."""
-    branches = {k: rec[k] for k in ("run", "event_id", "time_mjd")}
-    for g in GROUPS:
-        fields = [k for k in rec if k.startswith(g + "_")]
-        if g in separate:
-            branches.update({k: rec[k] for k in fields})
-        else:
-            branches[g] = ak.zip({k[len(g) + 1:]: rec[k] for k in fields})
-    with uproot.recreate(path) as f:
-        types = {k: (v.type.content if isinstance(v, ak.Array) else v.dtype)
-                 for k, v in branches.items()}
-        f.mktree("events", types).extend(branches)
 
 
 def _one_line(err):
