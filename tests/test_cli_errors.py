@@ -1,5 +1,5 @@
-"""Every bad input of ``simulate``, ``show`` and ``calibrate`` (and the calibration database
-errors of ``reconstruct --calib-db``): ONE line ``lhaaso-joint: error: <message>`` on stderr,
+"""Every bad input of ``simulate``, ``show``, ``calibrate``, ``bench`` and ``demo`` (and the
+calibration database errors of ``reconstruct --calib-db``): ONE line ``lhaaso-joint: error: <message>`` on stderr,
 exit status 2, found before any work starts (nothing simulated, nothing learned, nothing on
 stdout), no file left behind and no input modified (checksums of the whole working directory
 before and after).
@@ -116,7 +116,11 @@ def no_work(monkeypatch):
     def forbidden(*a, **k):
         pytest.fail("work started before the error")
 
+    import joint.bench
+    import lhaaso_joint.demo
+
     for mod, name in ((calib.learn, "learn_response"), (calib.learn, "learn_step"),
+                      (joint.bench, "run_bench"), (lhaaso_joint.demo, "run_demo"),
                       (joint.simulation, "simulate_records"),
                       (detectors.primaries, "sample_primaries"),
                       (joint.io.corsika, "simulate_corsika"),
@@ -306,6 +310,22 @@ def test_reconstruct_calibration_errors_name_the_cli_options(args, message, work
     """The database errors of ``reconstruct --calib-db`` (calib.provider) reach the command
     line as one line naming the command-line options, before anything is fitted."""
     argv = ["reconstruct", "ev.root", "-o", "reco.root", "--quiet", *args]
+    assert message in _run_error(argv, workdir, capsys)
+
+
+OTHERS = [
+    (["bench", "--n-events", "0"], "--n-events must be ≥ 1, got 0"),
+    (["bench", "--batch-size", "-1"], "--batch-size must be ≥ 1, got -1"),
+    (["bench", "--detectors", "wfcta"], "bench fits the whole shower; WFCTA alone needs"),
+    (["bench", "--detectors", "none"], "bench needs at least one detector"),
+    (["demo", "--n-events", "0"], "--n-events must be ≥ 1, got 0"),
+    (["demo", "--out", "afile"], "--out afile is a file, not a directory"),
+    (["demo", "--out", "ro/demo"], "--out ro/demo: directory ro is not writable"),
+]
+
+
+@pytest.mark.parametrize("argv, message", OTHERS, ids=[" ".join(a) for a, _ in OTHERS])
+def test_bench_and_demo_errors(argv, message, workdir, no_work, capsys):
     assert message in _run_error(argv, workdir, capsys)
 
 
