@@ -112,7 +112,6 @@ def check_event_file(path, detectors=()) -> str:
     Reads the header and the tree's branch names only (``lhaaso-joint show`` and ``calibrate``
     check every input with it before any work)."""
     from joint.io import file_kind
-    from joint.runner import detectors_in_file
 
     p = Path(path)
     if not p.exists():
@@ -134,7 +133,11 @@ def check_event_file(path, detectors=()) -> str:
                              kind="file")
     try:
         kind = file_kind(p)
-        present = detectors_in_file(p) if detectors else ()
+        present = ()
+        if detectors:
+            from joint.runner import detectors_in_file
+
+            present = detectors_in_file(p)
     except EventFileError:
         raise
     except Exception as err:  # noqa: BLE001 - uproot raises many types for damaged files
