@@ -47,7 +47,7 @@ from calib.response import DETECTOR_MODULES, LEARNED_FIELDS
 from detectors import registry
 
 __all__ = ["CalibrationDB", "CalibrationEntry", "DetectorConfig", "CalibrationDBError",
-           "make_entry", "software_version", "FORMAT_VERSION", "INDEX_NAME"]
+           "is_entry_name", "make_entry", "software_version", "FORMAT_VERSION", "INDEX_NAME"]
 
 #: Version of the on-disk format written by this module.
 FORMAT_VERSION = 1
@@ -62,6 +62,12 @@ CHANNEL_KINDS = {d: tuple(registry.get(d).channel_kinds) for d in DETECTOR_MODUL
 #: Two MJDs closer than this [days] (about 9 ms) count as equal when the index is checked.
 _MJD_TOLERANCE = 1e-7
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def is_entry_name(name) -> bool:
+    """True when ``name`` can name an entry: letters, digits and ``_ . -``, starting with a
+    letter or digit (it names the entry's array file)."""
+    return isinstance(name, str) and bool(_NAME_RE.match(name))
 
 
 class CalibrationDBError(ValueError):

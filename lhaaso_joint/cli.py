@@ -23,20 +23,48 @@ Subcommands:
                          in a calibration database (``calib/``); ``reconstruct --calib-db`` uses it.
  A WFCTA-only fit needs the geometry
 fixed: ``reconstruct --detectors wfcta --fix core,direction [--geometry-from truth|km2a|wcda]``.
+
+Errors: every bad input of every command is found before any work starts and printed by
+:func:`main` as ONE line on stderr, ``lhaaso-joint: error: <message naming the file or option>``,
+with exit status 2 and no traceback (``EventFileError`` for event files, ``RunError``/
+:class:`UsageError` for arguments and output paths, ``CalibrationDBError`` for calibration
+databases). A command that fails leaves no partial output behind and never modifies its inputs.
+argparse's own usage errors (an unknown option, a missing required one) keep argparse's format
+(usage line + ``lhaaso-joint: error: ...``, status 2).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import os
+import re
 import sys
 from pathlib import Path
 
 #: detectors whose forward model exists; the CLI refuses others with a clear message
 from detectors.registry import names as _registered
+from joint.io.errors import EventFileError, RunError
 
 BUILT_DETECTORS: tuple[str, ...] = _registered()
 
 #: --fix names -> Shower fields
 FIX_GROUPS = {"core": ("core_x", "core_y"), "direction": ("zenith", "azimuth")}
+
+
+class UsageError(RunError):
+    """A bad command-line argument or output path, found before any work starts. :func:`main`
+    prints it as one line ``lhaaso-joint: error: <message>`` and exits with status 2; the message
+    names the option or the path at fault (``--n-events must be ≥ 1, got 0``)."""
+
+
+#: the one prefix of every error line of the command line
+ERROR_PREFIX = "lhaaso-joint: error: "
+
+
+def _one_line(text) -> str:
+    """``text`` on one line (an exception's message may span several)."""
+    return re.sub(r"\s*\n\s*", " ", str(text)).strip()
 
 
 def _parse_detectors(text: str) -> tuple[str, ...]:
@@ -46,25 +74,114 @@ def _parse_detectors(text: str) -> tuple[str, ...]:
     known = ("km2a", "wcda", "wfcta")
     for d in dets:
         if d not in known:
-            raise SystemExit(f"lhaaso-joint: unknown detector '{d}' (known: {', '.join(known)})")
+            raise UsageError(f"--detectors: unknown detector '{d}' (known: {', '.join(known)})")
         if d not in BUILT_DETECTORS:
-            raise SystemExit(f"lhaaso-joint: the {d.upper()} forward model is not built yet "
+            raise UsageError(f"--detectors: the {d.upper()} forward model is not built yet "
                              f"(built: {', '.join(BUILT_DETECTORS) or 'none'})")
     return dets
+
+
+# ---------------------------------------------------------------------------------------------
+# checks of inputs and outputs, before any work starts
+# ---------------------------------------------------------------------------------------------
+def _nearest_existing(path: Path) -> Path:
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_output_path(path, option: str = "-o/--output", inputs=()) -> Path:
+    """An output file path that can be written: not a directory, not one of ``inputs``, its
+    directory (or the nearest existing ancestor, the rest is created on writing) a writable
+    directory. UsageError naming ``option`` and the path otherwise."""
+    out = Path(path)
+    if str(path) == "":
+        raise UsageError(f"{option} is empty")
+    if out.is_dir():
+        raise UsageError(f"{option} {out} is a directory, not a file")
+    resolved = out.resolve()
+    for f in inputs:
+        if Path(f).resolve() == resolved:
+            raise UsageError(f"{option} {out} is also an input file (it would be overwritten)")
+    anc = _nearest_existing(out.parent if str(out.parent) else Path("."))
+    if not anc.is_dir():
+        raise UsageError(f"{option} {out}: {anc} is not a directory")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {out}: directory {anc} is not writable")
+    return out
+
+
+def _missing_dirs(path: Path) -> list:
+    """The directories above ``path`` that do not exist yet, innermost first."""
+    out, d = [], Path(path).parent
+    while not d.exists() and d != d.parent:
+        out.append(d)
+        d = d.parent
+    return out
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path):
+    """Yield a temporary path beside ``path`` (``.<name>.part``) to write to; renamed to ``path``
+    when the block succeeds, removed (with the directories created for it) when it fails, so a
+    failed command leaves no partial file."""
+    path = Path(path)
+    created = _missing_dirs(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        for d in created:  # innermost first
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
+
+
+def _check_number(value, option: str, *, minimum=None, maximum=None, above=None, below=None,
+                  integer: bool = False) -> None:
+    """UsageError naming ``option`` when ``value`` is not finite or outside the bounds."""
+    if not math.isfinite(value):
+        raise UsageError(f"{option} must be a finite number, got {value}")
+    bounds = []
+    if minimum is not None and value < minimum:
+        bounds.append(f"≥ {minimum:g}")
+    if above is not None and value <= above:
+        bounds.append(f"> {above:g}")
+    if maximum is not None and value > maximum:
+        bounds.append(f"≤ {maximum:g}")
+    if below is not None and value >= below:
+        bounds.append(f"< {below:g}")
+    if bounds:
+        raise UsageError(f"{option} must be {' and '.join(bounds)}, got {value:g}")
 
 
 def cmd_show(args) -> int:
     import awkward as ak
     import numpy as np
 
-    from joint.io import file_kind, read_file
+    from joint.io import read_file
     from detectors import registry
     from joint.io.schema import TRUTH, groups_present
 
-    for path in args.files:
-        records = read_file(path)
+    from calib.cli import check_event_file  # (the CLI's; loaded with the calibrate parser)
+
+    kinds = [check_event_file(path) for path in args.files]  # every file, before any output
+    for path, kind in zip(args.files, kinds):
+        try:
+            records = read_file(path)
+        except EventFileError:
+            raise
+        except Exception as err:  # noqa: BLE001 - a truncated or damaged file
+            raise EventFileError(path, "<file>", "cannot be read (damaged or truncated? "
+                                 f"{type(err).__name__}: {_one_line(err)})",
+                                 kind="file") from None
         n = len(records["event_id"])
-        print(f"{path}  ({file_kind(path)} format): {n} events")
+        print(f"{path}  ({kind} format): {n} events")
         for g in groups_present(records):
             key = next(b.key for b in registry.spec_of_block(g).blocks if b.name == g)
             counts = ak.to_numpy(ak.num(records[f"{g}_{key}"], axis=1))
@@ -79,39 +196,93 @@ def cmd_show(args) -> int:
     return 0
 
 
+def _check_simulate_common(args) -> None:
+    """Options shared by the truth generator and --from-corsika."""
+    if args.layout not in ("full", "3/4"):
+        raise UsageError(f"--layout must be 'full' or '3/4', got {args.layout!r}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be ≥ 0, got {args.seed}")
+    _check_number(args.core_radius, "--core-radius", minimum=0.0)
+    _check_number(args.mjd, "--mjd")
+    if args.run < 0:
+        raise UsageError(f"--run must be ≥ 0, got {args.run}")
+
+
+def _check_simulate(args) -> None:
+    """Every option of the truth generator, before anything is simulated."""
+    from detectors.primaries import GUMBEL_COEFFICIENTS, mass_number_of
+
+    _check_simulate_common(args)
+    if args.n_events < 1:
+        raise UsageError(f"--n-events must be ≥ 1, got {args.n_events}")
+    lo, hi = args.log10_energy_range
+    _check_number(lo, "--log10-energy-range A")
+    _check_number(hi, "--log10-energy-range B")
+    if lo > hi:
+        raise UsageError(f"--log10-energy-range A B must have A ≤ B (A = B: one energy), got "
+                         f"{lo:g} {hi:g}")
+    _check_number(args.zenith_max, "--zenith-max", minimum=0.0, below=90.0)
+    _check_number(args.age_sigma, "--age-sigma", minimum=0.0)
+    _check_number(args.wfcta_clear_fraction, "--wfcta-clear-fraction", minimum=0.0, maximum=1.0)
+    if str(args.primary).strip().lower() != "mixed":
+        try:
+            mass_number_of(args.primary)
+        except ValueError:
+            raise UsageError(f"--primary: unknown primary {args.primary!r} (gamma, proton, "
+                             "helium, nitrogen, iron, ... or mixed)") from None
+    if args.model not in GUMBEL_COEFFICIENTS:
+        raise UsageError(f"--model: unknown hadronic model {args.model!r} (choose from "
+                         f"{', '.join(GUMBEL_COEFFICIENTS)})")
+
+
 def cmd_simulate_corsika(args) -> int:
     """``simulate --from-corsika FILES... --throws N``: CORSIKA showers thrown onto KM2A
     (``joint/io/corsika.py``, ``docs/corsika.md``)."""
-    from joint.io.corsika import CorsikaResponse, extra_path, write_corsika_events
+    from joint.io.corsika import CorsikaResponse, detect_thinning, extra_path, write_corsika_events
 
     dets = _parse_detectors(args.detectors) or ("km2a",)
     if "km2a" not in dets or not set(dets) <= {"km2a", "wcda"}:
-        raise SystemExit("lhaaso-joint: --from-corsika simulates km2a (and optionally wcda): "
+        raise UsageError("--from-corsika simulates km2a (and optionally wcda): "
                          f"--detectors {args.detectors} is not supported")
     if args.throws < 1:
-        raise SystemExit(f"lhaaso-joint: --throws must be ≥ 1, got {args.throws}")
-    if args.layout not in ("full", "3/4"):
-        raise SystemExit(f"lhaaso-joint: --layout must be 'full' or '3/4', got {args.layout!r}")
-    if args.seed < 0:
-        raise SystemExit(f"lhaaso-joint: --seed must be ≥ 0, got {args.seed}")
-    if not 0.0 <= args.core_rmin <= args.core_radius:
-        raise SystemExit("lhaaso-joint: need 0 ≤ --core-rmin ≤ --core-radius, got "
+        raise UsageError(f"--throws must be ≥ 1, got {args.throws}")
+    _check_simulate_common(args)
+    _check_number(args.core_rmin, "--core-rmin", minimum=0.0)
+    if not args.core_rmin <= args.core_radius:
+        raise UsageError("need 0 ≤ --core-rmin ≤ --core-radius, got "
                          f"{args.core_rmin} and {args.core_radius}")
-    out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        print(f"lhaaso-joint: {out} exists (a finished run); skipping. Use --overwrite to redo it.")
-        return 0
     try:
         response = CorsikaResponse(photon_conversion=args.photon_conversion,
                                    md_muon_threshold_gev=args.md_muon_threshold_gev)
     except ValueError as err:
-        raise SystemExit(f"lhaaso-joint: {err}") from None
+        raise UsageError(f"{_one_line(err)} (--photon-conversion, --md-muon-threshold-gev)") \
+            from None
+    out = check_output_path(args.output, inputs=args.from_corsika)
+    side = extra_path(out)
+    if side.is_dir():
+        raise UsageError(f"-o/--output {out}: its side file {side} is a directory")
+    for f in args.from_corsika:  # exists, readable, a CORSIKA particle file (its header)
+        detect_thinning(f)
+    if out.exists() and not args.overwrite:
+        print(f"lhaaso-joint: {out} exists (a finished run); skipping. Use --overwrite to redo it.")
+        return 0
     thinning = {"auto": None, "yes": True, "no": False}[args.corsika_thinning]
-    meta = write_corsika_events(
-        args.from_corsika, out, args.throws, overwrite=True, layout=args.layout,
-        core_rmax=args.core_radius, core_rmin=args.core_rmin, seed=args.seed, response=response,
-        run=args.run, mjd=args.mjd, wcda="wcda" in dets, thinning=thinning,
-        progress=not args.quiet)
+    parts = (out.with_name(out.name + ".part"), side.with_name(side.name + ".part.npz"))
+    created = _missing_dirs(out)
+    try:
+        meta = write_corsika_events(
+            args.from_corsika, out, args.throws, overwrite=True, layout=args.layout,
+            core_rmax=args.core_radius, core_rmin=args.core_rmin, seed=args.seed,
+            response=response, run=args.run, mjd=args.mjd, wcda="wcda" in dets,
+            thinning=thinning, progress=not args.quiet)
+    except BaseException:
+        for p in parts:  # no partial file under any name
+            with contextlib.suppress(OSError):
+                p.unlink()
+        for d in created:  # innermost first
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
     levels = sorted({lv for per_file in meta["obs_level_m"] for lv in per_file})
     print(f"wrote {meta['n_triggered']} triggered events ({meta['n_showers']} CORSIKA showers × "
           f"{args.throws} throws = {meta['n_thrown']} thrown, {meta['n_not_triggered']} not "
@@ -132,9 +303,9 @@ def cmd_simulate(args) -> int:
     from joint.io.schema import write_events
 
     dets = _parse_detectors(args.detectors)
+    _check_simulate(args)
+    out = check_output_path(args.output)
     n = args.n_events
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if not dets:
         truth = sample_primaries(np.random.default_rng(args.seed), n, primary=args.primary,
                                  log10_energy_range=tuple(args.log10_energy_range),
@@ -142,7 +313,8 @@ def cmd_simulate(args) -> int:
                                  model=args.model)
         records = {"run": np.full(n, args.run, np.int32), "event_id": np.arange(n, dtype=np.int64),
                    "time_mjd": np.full(n, args.mjd, np.float64), **truth}
-        write_events(out, records)
+        with atomic_output(out) as tmp:
+            write_events(tmp, records)
         print(f"wrote {n} events ({args.primary}, truth only) to {out}")
         return 0
     from tqdm import tqdm
@@ -163,7 +335,8 @@ def cmd_simulate(args) -> int:
         progress=progress, age_sigma=args.age_sigma, cores_on=args.cores_on,
         wfcta_clear_fraction=args.wfcta_clear_fraction)
     bar.close()
-    write_events(out, records)
+    with atomic_output(out) as tmp:
+        write_events(tmp, records)
     print(f"wrote {n} triggered events ({args.primary}, {thrown} thrown, detectors: "
           f"{','.join(dets)}) to {out}")
     return 0
@@ -248,9 +421,18 @@ def cmd_bench(args) -> int:
 
     kw = {k: v for k, v in (("n_ed", args.n_ed), ("n_md", args.n_md)) if v is not None}
     dets = _parse_detectors(args.detectors)
+    if not dets:
+        raise UsageError("bench needs at least one detector (--detectors km2a, wcda, ...)")
     if dets == ("wfcta",):
-        raise SystemExit("lhaaso-joint: bench fits the whole shower; WFCTA alone needs the "
-                         "geometry fixed (use reconstruct --fix core,direction)")
+        raise UsageError("bench fits the whole shower; WFCTA alone needs the geometry fixed "
+                         "(use reconstruct --fix core,direction)")
+    for opt, v, lo in (("--n-events", args.n_events, 1), ("--batch-size", args.batch_size, 1),
+                       ("--n-iminuit", args.n_iminuit, 0), ("--seed", args.seed, 0),
+                       ("--n-ed", args.n_ed, 1), ("--n-md", args.n_md, 1)):
+        if v is not None and v < lo:
+            raise UsageError(f"{opt} must be ≥ {lo}, got {v}")
+    if args.log10_energy is not None:
+        _check_number(args.log10_energy, "--log10-energy")
     cfg = dataclasses.replace(config_for(dets, "gamma" if args.primary == "gamma" else "hadron"),
                               **kw)
     lg = args.log10_energy
@@ -266,7 +448,19 @@ def cmd_bench(args) -> int:
 def cmd_demo(args) -> int:
     from lhaaso_joint.demo import run_demo
 
-    return run_demo(Path(args.out), n_events=args.n_events, seed=args.seed)
+    if args.n_events < 1:
+        raise UsageError(f"--n-events must be ≥ 1, got {args.n_events}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be ≥ 0, got {args.seed}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a directory")
+    anc = _nearest_existing(out)
+    if not anc.is_dir():
+        raise UsageError(f"--out {out}: {anc} is not a directory")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: directory {anc} is not writable")
+    return run_demo(out, n_events=args.n_events, seed=args.seed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -394,15 +588,38 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
-    from joint.io.errors import EventFileError, RunError
+def _error(message) -> int:
+    """Print the one error line and return the exit status (2)."""
+    print(ERROR_PREFIX + _one_line(message), file=sys.stderr)
+    return 2
 
+
+def main(argv=None) -> int:
+    """Run the command line; the one place that formats errors: a bad input of any command
+    (``EventFileError``, ``RunError`` and its :class:`UsageError`, ``CalibrationDBError``) is
+    printed as one line ``lhaaso-joint: error: <message>`` on stderr and gives status 2."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (EventFileError, RunError) as exc:
-        print(f"lhaaso-joint: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(exc)
+    except SystemExit as exc:
+        # an older "raise SystemExit('lhaaso-joint: ...')" message: the same one-line format
+        code = exc.code
+        if isinstance(code, str):
+            text = code[len("lhaaso-joint:"):] if code.startswith("lhaaso-joint:") else code
+            text = text.strip()
+            if text.startswith("error:"):
+                text = text[len("error:"):].strip()
+            return _error(text)
+        raise
+    except Exception as exc:
+        # calib.db.CalibrationDBError (a malformed or missing calibration database), without
+        # importing calib (and jax) for the commands that never touch a database
+        db = sys.modules.get("calib.db")
+        if db is not None and isinstance(exc, db.CalibrationDBError):
+            return _error(exc)
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -33,9 +33,10 @@ def test_bad_file_message(tmp_path, capsys):
     assert "not_root.root" in err and "file" in err
 
 
-def test_unknown_detector_refused(tmp_path):
-    with pytest.raises(SystemExit, match="unknown detector 'hess'"):
-        main(["simulate", "--detectors", "km2a,hess", "-o", str(tmp_path / "x.root")])
+def test_unknown_detector_refused(tmp_path, capsys):
+    assert main(["simulate", "--detectors", "km2a,hess", "-o", str(tmp_path / "x.root")]) == 2
+    err = capsys.readouterr().err
+    assert err == "lhaaso-joint: error: --detectors: unknown detector 'hess' (known: km2a, wcda, wfcta)\n"
     assert not (tmp_path / "x.root").exists()
 
 
