@@ -201,7 +201,7 @@ SHOW = [
     (["notroot.root"], "notroot.root: is not a ROOT file"),
     (["notree.root"], "notree.root: tree 'events' tree not found"),
     (["sub"], "sub: is a directory, not an event file"),
-    (["damaged.root"], "damaged.root: cannot be read (damaged or truncated?"),
+    (["damaged.root"], "damaged.root: cannot be read"),
     (["ev.root", "trunc.root"], "trunc.root: is truncated"),  # checked before ev.root is shown
 ]
 
@@ -264,7 +264,7 @@ CALIBRATE_INPUTS = [
     (["notroot.root"], "notroot.root: is not a ROOT file"),
     (["notree.root"], "notree.root: tree 'events' tree not found"),
     (["sub"], "sub: is a directory, not an event file"),
-    (["damaged.root"], "damaged.root: cannot be read (damaged or truncated?"),
+    (["damaged.root"], "damaged.root: cannot be read"),
     (["ev.root", "ev.root"], "input file ev.root is given twice"),
     (["ev.root", "--detectors", "km2a,wcda"],
      "ev.root: branch 'wcda_id' is missing: the calibration fits WCDA"),

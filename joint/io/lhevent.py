@@ -109,15 +109,15 @@ def read_lhevent(path, km2a=None, wcda=None, run: int = 0, azimuth_offset_deg: f
     try:
         validate_records(records, source=path)
     except EventFileError as err:
-        raise EventFileError(path, _lhevent_name(err.field), err.problem) from None
+        raise EventFileError(path, lhevent_name(err.field), err.problem) from None
     try:
         check_ids(records, path, km2a=km2a, wcda=wcda)
     except EventFileError as err:
-        raise EventFileError(path, _lhevent_name(err.field), err.problem) from None
+        raise EventFileError(path, lhevent_name(err.field), err.problem) from None
     return records
 
 
-def _lhevent_name(field: str) -> str:
+def lhevent_name(field: str) -> str:
     for hits, group in _HITS.items():
         for f, ours in _HIT_FIELDS.items():
             if field == f"{group}_{ours}":

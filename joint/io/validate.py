@@ -166,7 +166,7 @@ def validate_file(path, layouts: Mapping | None = None, entries_per_read: int = 
     (:func:`joint.io.lhevent.read_lhevent`). ``layouts`` ({detector: layout}, e.g. from
     ``joint.config.detector_setup``): hit ids are checked against them.
     """
-    from joint.io.lhevent import _lhevent_name, read_lhevent
+    from joint.io.lhevent import lhevent_name, read_lhevent
     from joint.io.schema import read_events
 
     if int(entries_per_read) < 1:
@@ -182,7 +182,7 @@ def validate_file(path, layouts: Mapping | None = None, entries_per_read: int = 
             counts.add(rec, start)
     else:
         rec = read_lhevent(path, km2a=layouts.get("km2a"), wcda=layouts.get("wcda"))
-        counts.add(rec, 0, branch_name=_lhevent_name)
+        counts.add(rec, 0, branch_name=lhevent_name)
     return counts.report(path, kind)
 
 
