@@ -32,7 +32,7 @@ path, dets, bs, n, work = sys.argv[1], tuple(sys.argv[2].split(',')), int(sys.ar
 rec = read_events(path, entry_stop=n)
 write_events(work + '/in.root', rec)
 cfg = config_for(dets, 'hadron')
-s = reconstruct_files([work + '/in.root'], work + f'/out{bs}.root', cfg, batch_size=bs, progress=False, overwrite=True, validate=False)
+s = reconstruct_files([work + '/in.root'], work + f'/out{bs}.root', cfg, batch_size=bs, progress=False, overwrite=True)
 print(json.dumps({'batch_size': bs, 'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 'status': s['status_counts']}))
 """
 

@@ -20,7 +20,7 @@ from joint.likelihood import XmaxPrior
 __all__ = ["ReconstructionConfig", "KM2A_FREE", "config_for", "detector_setup", "default_xmax",
            "GAMMA_LOG_MUON_SCALE", "SEED_ENERGY_SCAN", "SEED_XMAX_SCAN", "CORE_SCAN_OFFSETS_M",
            "CORE_SCAN_ENERGY", "auto_batch_size", "DEFAULT_MAX_MEMORY_GB", "MEMORY_BASE_MB",
-           "MEMORY_PER_EVENT_MB"]
+           "MEMORY_PER_EVENT_MB", "estimated_peak_mb"]
 
 #: Free fields of a KM2A fit per hypothesis. Xmax is free: the lateral age carries it, and fixing
 #: it at a mean value costs energy resolution (measured: 0.16 -> 0.08 in log10 E for 100 TeV
@@ -203,13 +203,27 @@ def detector_setup(detectors, km2a_config="full"):
 
 #: memory budget of one reconstruct process when none is given (``--max-memory``) [GB]
 DEFAULT_MAX_MEMORY_GB = 3.0
-#: peak resident memory of a reconstruct process [MB] ≈ MEMORY_BASE_MB + Σ_det
-#: MEMORY_PER_EVENT_MB[det] × batch size: measured with ``benchmarks/memory_per_event.py``
-#: (BENCHMARKS.md, issue 15). The base is JAX, the compiled programs and the layouts.
-MEMORY_BASE_MB = 1000.0
-MEMORY_PER_EVENT_MB = {"km2a": 1.5, "wcda": 3.0, "wfcta": 30.0}
+#: peak resident memory of a reconstruct process [MB] ≈ Σ_det MEMORY_BASE_MB[det] +
+#: Σ_det MEMORY_PER_EVENT_MB[det] × batch size, measured with ``benchmarks/memory_per_event.py``
+#: (BENCHMARKS.md, issue 15; warm compilation cache): KM2A alone 1563 MB + 2.79 MB/event
+#: (batches 128 and 512), KM2A+WCDA+WFCTA 2795 MB + 33.0 MB/event (batches 8 and 16). The base
+#: is JAX, the compiled programs and the layouts; the WFCTA images make the per-event cost.
+#: WCDA's share is not measured on its own: its values here are an estimate [M] (the split of
+#: the three-detector figures between WCDA and WFCTA).
+MEMORY_BASE_MB = {"km2a": 1563.0, "wcda": 600.0, "wfcta": 632.0}
+MEMORY_PER_EVENT_MB = {"km2a": 2.79, "wcda": 1.5, "wfcta": 28.7}
+#: the estimate is kept this factor below the budget (run-to-run spread of the peak)
+MEMORY_MARGIN = 1.1
 #: the largest and smallest batch the memory budget picks
 MAX_AUTO_BATCH, MIN_AUTO_BATCH = 512, 8
+
+
+def estimated_peak_mb(detectors, batch_size: int) -> float:
+    """Estimated peak resident memory [MB] of a run of ``detectors`` at ``batch_size``."""
+    dets = list(detectors)
+    return (sum(MEMORY_BASE_MB.get(d, max(MEMORY_BASE_MB.values())) for d in dets)
+            + batch_size * sum(MEMORY_PER_EVENT_MB.get(d, max(MEMORY_PER_EVENT_MB.values()))
+                               for d in dets))
 
 
 def auto_batch_size(detectors, max_memory_gb=None) -> int:
@@ -219,10 +233,8 @@ def auto_batch_size(detectors, max_memory_gb=None) -> int:
     (:data:`MEMORY_BASE_MB` + per-event cost × batch) fits. Powers of two, so runs of different
     budgets share compiled programs (``joint.pipeline.padded_size``)."""
     budget_mb = 1024.0 * (DEFAULT_MAX_MEMORY_GB if max_memory_gb is None else max_memory_gb)
-    per_event = sum(MEMORY_PER_EVENT_MB.get(d, max(MEMORY_PER_EVENT_MB.values()))
-                    for d in detectors)
-    fits = (budget_mb - MEMORY_BASE_MB) / per_event
     size = MIN_AUTO_BATCH
-    while size * 2 <= min(fits, MAX_AUTO_BATCH):
+    while size * 2 <= MAX_AUTO_BATCH and \
+            MEMORY_MARGIN * estimated_peak_mb(detectors, size * 2) <= budget_mb:
         size *= 2
     return size

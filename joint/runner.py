@@ -40,7 +40,8 @@ import numpy as np
 from tqdm import tqdm
 
 from detectors import registry
-from joint.config import ReconstructionConfig, auto_batch_size, detector_setup
+from joint.config import (DEFAULT_MAX_MEMORY_GB, ReconstructionConfig, auto_batch_size,
+                          detector_setup, estimated_peak_mb)
 from joint.io import file_kind, read_file
 from joint.io.columns import branch_types, check
 from joint.io.errors import EventFileError, RunError, open_tree
@@ -350,7 +351,12 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
 
     # 3. plan
     if batch_size == "auto":
-        batch_size = auto_batch_size(cfg.detectors, max_memory_gb)
+        batch_size = auto_batch_size(needed, max_memory_gb)
+        budget = DEFAULT_MAX_MEMORY_GB if max_memory_gb is None else max_memory_gb
+        peak = estimated_peak_mb(needed, batch_size)
+        if peak > 1024.0 * budget:
+            log(f"warning: {'+'.join(needed)} needs about {peak / 1024:.1f} GB even at the "
+                f"smallest batch ({batch_size}), more than --max-memory {budget:g} GB")
     chunk = int(chunk_events or batch_size * CHUNK_BATCHES)
     tasks = plan_chunks(inputs, n_events, chunk, output_of)
     settings = {"cfg": repr(cfg), "needed": needed, "batch_size": int(batch_size),
