@@ -139,8 +139,11 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--skip-own", action="store_true")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--core-scan-channels", type=int, nargs=2, default=None, metavar=("NED", "NMD"),
+                    help="ReconstructionConfig.core_scan_channels (default: the fit's channels)")
     args = ap.parse_args(argv)
     from detectors.layout import km2a_layout
+    from joint.config import ReconstructionConfig
     from joint.io.corsika import simulate_corsika
 
     path = shared_data() / "corsika" / PROTON_FILE
@@ -160,7 +163,9 @@ def main(argv=None):
         entry = {"r_lo": lo, "r_hi": hi}
         rec, extra, meta = simulate_corsika([path], args.throws, layout=layout, core_rmin=lo,
                                             core_rmax=hi, seed=args.seed + 100 * b)
-        out = reconstruct(rec, layout)
+        cfg = ReconstructionConfig(hypothesis="hadron", core_scan_channels=None if
+                                   args.core_scan_channels is None else tuple(args.core_scan_channels))
+        out = reconstruct(rec, layout, cfg=cfg)
         pooled["corsika"].append((rec, out))
         allsel = np.ones(len(rec["event_id"]), bool)
         inside = out["core_inside"].astype(bool)
@@ -180,7 +185,7 @@ def main(argv=None):
         print_row("  sel", lo, hi, f_sel, f"core_inside fraction {inside.mean():.2f}")
         if not args.skip_own:
             own = own_simulation(lo, hi, args.own or args.throws, args.seed + 7 + 100 * b, layout)
-            out_o = reconstruct(own, layout)
+            out_o = reconstruct(own, layout, cfg=cfg)
             pooled["own"].append((own, out_o))
             f_o = figures(own, out_o, np.ones(len(own["event_id"]), bool), rng)
             ins_o = out_o["core_inside"].astype(bool)

@@ -81,6 +81,13 @@ class ReconstructionConfig:
     core_scan : move the KM2A seed to the best of a grid of cores and energies around it by the
         likelihood (:data:`CORE_SCAN_OFFSETS_M`, :data:`CORE_SCAN_ENERGY`): cores on the
         ED-free area around WCDA and outside the array
+    core_scan_channels : (n_ed, n_md) active KM2A channels around the seed on which the core
+        scan's trials are compared (None: the fit's ``n_ed``, ``n_md``); the fit itself still
+        uses ``n_ed``/``n_md``. The scan evaluates 75 trials per event, as much compute as the
+        whole first pass: on 256 + 64 channels (default) the seeds cost half (3.14 -> 1.53 s per
+        1000 photons) at equal resolution on the own simulation, chosen there, and checked on
+        the CORSIKA throws (BENCHMARKS.md, issue 15: 0.286° / 6.2 m / 100% converged against
+        0.290° / 5.9 m / 99.6% with the fit's channels)
 
     Seeds: each detector's own seed is a candidate; its energy (and the Xmax that goes with it)
     is moved to the best of ``SEED_ENERGY_SCAN`` by the nll (not for KM2A alone), and with
@@ -107,6 +114,7 @@ class ReconstructionConfig:
     ground_seed: bool = True
     km2a_compound: float = 0.0
     core_scan: bool = True
+    core_scan_channels: tuple | None = (256, 64)
 
     def __post_init__(self):
         dets = tuple(self.detectors)

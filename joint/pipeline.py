@@ -70,6 +70,9 @@ def _pipeline(cfg: ReconstructionConfig):
     def select(blocks, geos, resps, seed):
         return select_channels(cfg, blocks, geos, resps, seed)
 
+    scan_cfg = cfg if cfg.core_scan_channels is None else dataclasses.replace(
+        cfg, n_ed=cfg.core_scan_channels[0], n_md=cfg.core_scan_channels[1])
+
     def energy_scan(seed, datas):
         """The seed's energy (and the Xmax that goes with it) moved to the best of
         ``SEED_ENERGY_SCAN`` offsets [dex] by the model's nll summed over ``datas`` (the channel
@@ -95,8 +98,9 @@ def _pipeline(cfg: ReconstructionConfig):
 
     def core_scan(seed, blocks, geos, resps):
         """The seed moved to the best core × energy of the scan grid by the nll on the channels
-        around the seed (t₀ moved with the core along the seed's plane front)."""
-        data = select(blocks, geos, resps, seed)
+        around the seed (t₀ moved with the core along the seed's plane front; the channels:
+        ``cfg.core_scan_channels``, default the fit's)."""
+        data = select_channels(scan_cfg, blocks, geos, resps, seed)
         nx = jnp.sin(seed.zenith) * jnp.cos(seed.azimuth)
         ny = jnp.sin(seed.zenith) * jnp.sin(seed.azimuth)
         trials = [finish_seed(seed._replace(

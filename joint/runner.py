@@ -171,13 +171,21 @@ def fit_records(task: ChunkTask, rec: dict, ctx: RunContext) -> dict:
     cfg = ctx.cfg
     layouts, geometry, response = _setup(ctx.needed, ctx.layout_config)
     used = {}
-    if ctx.setups is None:
-        batch = to_event_batch(rec, layouts, source=task.path, as_jax=False)
-        cols = reconstruct_records(batch, geometry, response, cfg, ctx.batch_size,
-                                   ctx.observables)
-    else:
-        cols = _reconstruct_with_setups(rec, task.path, ctx.setups, set(ctx.needed), layouts,
-                                        cfg, ctx.batch_size, ctx.observables, used)
+    # dense blocks one batch at a time (a chunk of 8 batches converted at once held
+    # 8 x (B, 6404) KM2A blocks: +0.8 GB at batch 512)
+    n, parts = len(rec["event_id"]), []
+    for a in range(0, n, ctx.batch_size):
+        sub = {k: v[a:a + ctx.batch_size] for k, v in rec.items()}
+        if ctx.setups is None:
+            batch = to_event_batch(sub, layouts, source=task.path, as_jax=False,
+                                   entry_offset=task.start + a)
+            parts.append(reconstruct_records(batch, geometry, response, cfg, ctx.batch_size,
+                                             ctx.observables))
+        else:
+            parts.append(_reconstruct_with_setups(sub, task.path, ctx.setups, set(ctx.needed),
+                                                  layouts, cfg, ctx.batch_size,
+                                                  ctx.observables, used))
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     cols["run"] = np.asarray(rec["run"], np.int32)
     cols["event_id"] = np.asarray(rec["event_id"], np.int64)
     cols["time_mjd"] = np.asarray(rec["time_mjd"], np.float64)
@@ -317,6 +325,12 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
     inputs = [str(p) for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
     if not inputs:
         raise RunError("no input files given")
+    seen = {}
+    for p in inputs:
+        key = str(Path(p).resolve())
+        if key in seen:
+            raise RunError(f"the input {p} is given twice (its events would be fitted twice)")
+        seen[key] = p
     check_batch_size(batch_size)
     if chunk_events is not None:
         check_batch_size(chunk_events, "chunk_events")

@@ -73,6 +73,7 @@ CASES = [
     (["{truncated}", "-o", "{tmp}/o.root"], "truncated.root: cannot be read"),
     (["{good}", "{tmp}/missing.root", "-o", "{tmp}/o.root"], "missing.root"),
     (["{good}", "-o", "{tmp}/o.root", "--cluster", "mesos:3"], "unknown kind"),
+    (["{good}", "{good}", "-o", "{tmp}/o.root"], "is given twice"),
 ]
 
 
