@@ -57,6 +57,8 @@ __all__ = ["reconstruct_files", "detectors_in_file", "SetupProvider", "RunContex
 
 #: chunks (the unit of resume and of a cluster task) hold this many batches
 CHUNK_BATCHES = 8
+#: the run manifest's state is written at most this often [s] (and at the end)
+MANIFEST_EVERY_S = 5.0
 
 
 def _key_branches(spec) -> list:
@@ -411,21 +413,21 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
     bar = tqdm(total=total, initial=total - sum(t.n_events for t in todo), unit="ev",
                disable=not progress, desc="reconstruct " + "+".join(cfg.detectors))
     failed, fitted, t_fit = {}, 0, time.perf_counter()
-    state = manifest["state"]
+    state = _State(manifest, tasks, todo, work)
     try:
         for task, result in executor.map_chunks(todo, ctx):
             if isinstance(result, BaseException):
                 failed[task.name] = f"{task.describe()}: {type(result).__name__}: {result}"
-                state[task.path] = {"status": "failed", "error": failed[task.name]}
+                state.failed(task, failed[task.name])
             else:
                 fitted += task.n_events
+                state.done(task)
                 bar.update(task.n_events)
                 bar.set_postfix(ev_s=f"{fitted / (time.perf_counter() - t_fit):.1f}")
-            _update_state(state, tasks, work, failed)
-            manifest["state"] = state
-            work.write_manifest(manifest)
+            state.write()
     finally:
         bar.close()
+        state.write(force=True)
     summaries = []
     for o, out in enumerate(outputs):
         mine = [t for t in tasks if t.output_index == o]
@@ -456,16 +458,41 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
     return s
 
 
-def _update_state(state, tasks, work, failed):
-    by_input = {}
-    for t in tasks:
-        by_input.setdefault(t.path, []).append(t)
-    for path, ts in by_input.items():
-        if state.get(path, {}).get("status") == "failed":
-            continue
-        done = sum(work.is_done(t) for t in ts)
-        state[path] = {"status": "done" if done == len(ts) else "pending",
-                       "chunks_done": done, "chunks": len(ts)}
+class _State:
+    """The manifest's per-input state (pending / done / failed, chunks done), kept up to date
+    incrementally and written at most every :data:`MANIFEST_EVERY_S` seconds (a farm run has
+    ~10⁵ chunks: neither a directory scan nor a manifest write per chunk)."""
+
+    def __init__(self, manifest, tasks, todo, work):
+        self.manifest, self.work, self.last = manifest, work, 0.0
+        self.total, self.left = {}, {}
+        for t in tasks:
+            self.total[t.path] = self.total.get(t.path, 0) + 1
+        for t in todo:
+            self.left[t.path] = self.left.get(t.path, 0) + 1
+        state = manifest.setdefault("state", {})
+        for path, n in self.total.items():
+            self._set(path, state)
+
+    def _set(self, path, state=None):
+        state = self.manifest["state"] if state is None else state
+        if state.get(path, {}).get("status") == "failed" and self.left.get(path, 0):
+            return
+        left = self.left.get(path, 0)
+        state[path] = {"status": "done" if left == 0 else "pending",
+                       "chunks_done": self.total[path] - left, "chunks": self.total[path]}
+
+    def done(self, task):
+        self.left[task.path] -= 1
+        self._set(task.path)
+
+    def failed(self, task, error):
+        self.manifest["state"][task.path] = {"status": "failed", "error": error}
+
+    def write(self, force=False):
+        if force or time.monotonic() - self.last > MANIFEST_EVERY_S:
+            self.work.write_manifest(self.manifest)
+            self.last = time.monotonic()
 
 
 def _merge(out: Path, tasks, work: WorkDir, ctx: RunContext, chash, reports, t_start, fitted,

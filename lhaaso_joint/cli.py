@@ -407,7 +407,7 @@ def cmd_reconstruct(args) -> int:
           f"({summary['events_per_s']:.1f} events/s incl. compilation and I/O) -> {args.output}")
     print(f"detectors fitted: {','.join(summary['detectors'])}; batch size "
           f"{summary['batch_size']}; peak memory {summary.get('peak_rss_mb', float('nan')):.0f} MB"
-          + (f" (largest worker)" if args.cluster else ""))
+          + (" (largest process)" if args.cluster else ""))
     print(f"status: converged {st[0]}, max_iter {st[1]}, non_finite {st[2]}, out_of_bounds {st[3]}")
     return 0
 

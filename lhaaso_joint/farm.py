@@ -79,11 +79,11 @@ def open_cluster(spec: str, max_memory_gb: float = 4.0, log=print):
             raise RunError(f"--cluster {spec}: no Dask scheduler answers ({err})") from None
         return client, None
     elif kind in ("htcondor", "slurm"):
-        try:
-            import dask_jobqueue
-        except ImportError:
+        import importlib.util
+
+        if importlib.util.find_spec("dask_jobqueue") is None:
             raise RunError(f"--cluster {spec} needs dask-jobqueue: pip install "
-                           "'lhaaso-joint[farm]'") from None
+                           "'lhaaso-joint[farm]'")
         n = _count(spec, "jobs")
         cluster = jobqueue_cluster(kind, memory)
         cluster.scale(jobs=n)
