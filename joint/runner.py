@@ -142,6 +142,7 @@ class RunContext:
     layout_config: str
     batch_size: int
     work_root: str
+    config_hash: str
     frame_rotation_deg: float = 0.0
     observables: object = None
     setups: object = None
@@ -202,7 +203,7 @@ def fit_records(task: ChunkTask, rec: dict, ctx: RunContext) -> dict:
             "status_counts": np.bincount(cols["status"], minlength=4)[:4].tolist(),
             "calibration": used, "seconds": time.perf_counter() - t0,
             "peak_rss_mb": peak_rss_mb(), "host": socket.gethostname(), "pid": os.getpid()}
-    WorkDir(ctx.work_root).save_chunk(task, cols, meta)
+    WorkDir(ctx.work_root, ctx.config_hash).save_chunk(task, cols, meta)
     return meta
 
 
@@ -324,7 +325,9 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
     ``<output>.run.json``. Inputs are never modified.
     """
     t_start = time.perf_counter()
-    inputs = [str(p) for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
+    # absolute paths: Dask workers (a farm job's scratch directory) read and write them too
+    inputs = [os.path.abspath(p) for p in ([inputs] if isinstance(inputs, (str, Path))
+                                           else inputs)]
     if not inputs:
         raise RunError("no input files given")
     seen = {}
@@ -339,6 +342,7 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
     if max_memory_gb is not None and not (np.isfinite(max_memory_gb) and max_memory_gb > 0):
         raise RunError(f"--max-memory must be a positive number of GB, got {max_memory_gb!r}")
     outputs, output_of = _outputs(output, inputs)
+    outputs = [Path(os.path.abspath(o)) for o in outputs]
     for out in outputs:
         check_output(out, inputs)
     log = log or (lambda *a, **k: None)
@@ -383,15 +387,17 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
                 "outputs": [str(o) for o in outputs]}
     chash = config_hash(settings, inputs)
     stored = [_done_summary(o, chash) for o in outputs]
+    work = WorkDir(work_dir_for(outputs[0] if len(outputs) == 1 else
+                                outputs[0].parent / ".lhaaso-joint"), chash)
     if all(s is not None for s in stored) and not overwrite:
         log(f"{', '.join(map(str, outputs))}: finished with this configuration; not refitted")
-        return stored[0] if len(stored) == 1 else {"outputs": stored, "config_hash": chash}
+        if work.matches(chash):  # killed after the merge, before the clean-up
+            work.remove()
+        return _combined(stored, chash, cfg, batch_size, t_start)
     for out, s in zip(outputs, stored):
         if out.exists() and s is None and not overwrite:
             raise RunError(f"{out} exists (written with another configuration or inputs); "
                            "use --overwrite (overwrite=True) to replace it")
-    work = WorkDir(work_dir_for(outputs[0] if len(outputs) == 1 else
-                                outputs[0].parent / ".lhaaso-joint"))
     manifest = {"version": 1, "config_hash": chash, "settings": settings,
                 "inputs": [{"path": p, "events": n, "output": str(outputs[o])}
                            for p, n, o in zip(inputs, n_events, output_of)],
@@ -405,7 +411,7 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
     if n_reused:
         log(f"resuming {work.root}: {len(tasks) - len(todo)} of {len(tasks)} chunks already "
             "fitted")
-    ctx = RunContext(cfg, needed, layout_config, int(batch_size), str(work.root),
+    ctx = RunContext(cfg, needed, layout_config, int(batch_size), str(work.root), chash,
                      float(frame_rotation_deg), observables, setups)
 
     # 4. fit what is missing, then merge
@@ -441,20 +447,36 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
                        f"finished chunks are kept in {work.root}: rerun the same command to "
                        "retry the failed ones")
     work.remove()
-    if len(summaries) == 1:
-        s = summaries[0]
-    else:
-        s = {"outputs": summaries, "config_hash": chash,
-             "events": sum(x["events"] for x in summaries),
-             "status_counts": np.sum([x["status_counts"] for x in summaries], 0).tolist(),
-             "detectors": list(cfg.detectors), "batch_size": int(batch_size)}
-        s["seconds"] = time.perf_counter() - t_start
-        s["events_per_s"] = s["events"] / max(s["seconds"], 1e-9)
+    s = _combined(summaries, chash, cfg, batch_size, t_start)
     if setups is not None and log:
         for d, counts in s.get("calibration", {}).items():
             log(f"{d.upper()} calibration: " + ", ".join(
                 f"{name!r} for {k} events" for name, k in counts.items())
                 + f" ({setups.describe()})")
+    return s
+
+
+def _combined(summaries, chash, cfg, batch_size, t_start) -> dict:
+    """The run summary: the output's, or with several outputs (``-o DIR/``) their totals and
+    the list of per-output summaries."""
+    if len(summaries) == 1:
+        return summaries[0]
+    s = {"outputs": summaries, "config_hash": chash,
+         "events": sum(x["events"] for x in summaries),
+         "status_counts": np.sum([x["status_counts"] for x in summaries], 0).tolist(),
+         "detectors": list(cfg.detectors), "batch_size": int(batch_size),
+         "peak_rss_mb": max(x.get("peak_rss_mb", float("nan")) for x in summaries),
+         "chunks": sum(x["chunks"] for x in summaries),
+         "calibration": {}}
+    for x in summaries:
+        for d, counts in x.get("calibration", {}).items():
+            for name, k in counts.items():
+                s["calibration"].setdefault(d, {})
+                s["calibration"][d][name] = s["calibration"][d].get(name, 0) + k
+    if not s["calibration"]:
+        del s["calibration"]
+    s["seconds"] = time.perf_counter() - t_start
+    s["events_per_s"] = s["events"] / max(s["seconds"], 1e-9)
     return s
 
 
@@ -525,7 +547,8 @@ def _merge(out: Path, tasks, work: WorkDir, ctx: RunContext, chash, reports, t_s
                         used[d][name] = used[d].get(name, 0) + k
             if ctx.setups is not None:
                 fout["calibration"] = ctx.setups.metadata()
-        os.replace(tmp, out)
+        with open(tmp, "rb+") as fh:  # on disk before the chunks it replaces are removed
+            os.fsync(fh.fileno())
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -542,8 +565,11 @@ def _merge(out: Path, tasks, work: WorkDir, ctx: RunContext, chash, reports, t_s
                             for w in r.warnings()]}
     if ctx.setups is not None:
         summary["calibration"] = used
+    # the summary first, then the output under its name: an output is never there without
+    # its summary (a kill in between leaves the chunks, and the next run merges them again)
     atomic_write_bytes(out.with_name(out.name + ".run.json"),
                        json.dumps(summary, indent=1).encode())
+    os.replace(tmp, out)
     return summary
 
 

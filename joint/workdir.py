@@ -3,7 +3,7 @@
 A run (``joint.runner.reconstruct_files``) cuts its inputs into **chunks** (a range of entries
 of one input file, ``chunk_events`` long). Each chunk is fitted on its own — in this process or
 on a Dask worker — and its output columns are written to one file of the run directory,
-``<output>.work/chunks/<input>-<first entry>-<stop>.npz``, through a temporary name and an
+``<output>.work/chunks-<hash>/<input>-<first entry>-<stop>.npz``, through a temporary name and an
 atomic rename. A chunk file therefore either exists whole or not at all, and a chunk fitted
 twice (a worker killed after writing, a client restarted) writes the same file again: when
 the outputs are merged every chunk is read exactly once, so every event appears exactly once.
@@ -75,12 +75,20 @@ def plan_chunks(inputs, n_events, chunk_events: int, output_of=None) -> list:
     return tasks
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same directory and a rename
-    (readers never see a partial file)."""
+    (readers never see a partial file); the file gets the usual permissions (umask), not
+    mkstemp's 0600, so a group-shared output directory stays readable."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -121,9 +129,11 @@ def work_dir_for(output: Path) -> Path:
 class WorkDir:
     """The run directory: manifest and chunk files (see module docstring)."""
 
-    def __init__(self, root):
+    def __init__(self, root, config_hash: str):
         self.root = Path(root)
-        self.chunks = self.root / "chunks"
+        # the chunk folder is named by the configuration hash: a task of an older run (a Dask
+        # worker still busy when the run was restarted with --overwrite) cannot write into it
+        self.chunks = self.root / f"chunks-{config_hash}"
         self.manifest_path = self.root / "manifest.json"
 
     # ------------------------------------------------------------------ manifest
@@ -134,7 +144,7 @@ class WorkDir:
             return None
         except (OSError, ValueError) as err:
             raise RunError(f"{self.manifest_path}: unreadable run manifest ({err}); remove "
-                           f"{self.root} or use --overwrite") from None
+                           f"{self.root} to start the run again") from None
 
     def open(self, manifest: dict, overwrite: bool) -> int:
         """Create the run directory, or reuse it when its configuration hash equals
@@ -160,6 +170,11 @@ class WorkDir:
                             state=old.get("state", {}))
             self.write_manifest(manifest)
         return sum(1 for _ in self.chunks.glob("*.npz"))
+
+    def matches(self, config_hash: str) -> bool:
+        """The run directory exists and belongs to a run with this hash."""
+        m = self.read_manifest() if self.root.exists() else None
+        return m is not None and m.get("config_hash") == config_hash
 
     def write_manifest(self, manifest: dict) -> None:
         atomic_write_bytes(self.manifest_path, json.dumps(manifest, indent=1).encode())

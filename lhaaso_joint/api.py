@@ -117,8 +117,11 @@ def reconstruct_files(inputs, output, cfg, *, calib_db=None, calib_missing="rais
     def executor():  # started by the runner after the inputs are validated
         from lhaaso_joint.farm import DaskExecutor
 
-        opened.append(DaskExecutor.from_spec(cluster, kwargs.get("max_memory_gb") or 4.0,
-                                             kwargs.get("log") or print))
+        from joint.config import DEFAULT_MAX_MEMORY_GB
+
+        opened.append(DaskExecutor.from_spec(
+            cluster, kwargs.get("max_memory_gb") or DEFAULT_MAX_MEMORY_GB,
+            kwargs.get("log") or print))
         return opened[-1]
 
     try:

@@ -368,13 +368,10 @@ def cmd_reconstruct(args) -> int:
         raise RunError(f"--max-memory must be a positive number of GB, got {args.max_memory}")
     if args.n_iter < 1:
         raise RunError(f"--n-iter must be a positive integer, got {args.n_iter}")
-    single = not (args.output.endswith("/") or Path(args.output).is_dir())
-    if single:
+    if not (args.output.endswith("/") or Path(args.output).is_dir()):
         check_output(args.output, args.inputs)
-        if Path(args.output).exists() and not args.overwrite:
-            print(f"lhaaso-joint: {args.output} exists (a finished run); skipping. Use "
-                  "--overwrite to redo it.", file=sys.stderr)
-            return 0
+    # an existing output: the runner compares its configuration hash (OUTPUT.run.json) — the
+    # same configuration is not refitted, another one is refused without --overwrite
     from lhaaso_joint.api import config_for
     from joint.runner import detectors_in_file
 

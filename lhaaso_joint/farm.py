@@ -9,7 +9,9 @@ Cluster specifications (:func:`open_cluster`):
 * ``slurm:N``        N SLURM jobs (``dask_jobqueue.SLURMCluster``)
 
 Every worker is one process with one thread (JAX parallelises inside the process; several
-threads per process would fight over the same cores and compile the same programs twice),
+threads per process would fight over the same cores and compile the same programs twice; XLA
+still uses every core of the node: ``local:N`` on an N-core machine is not faster than one
+process, BENCHMARKS.md issue 15, and a farm slot should be a whole node or set ``XLA_FLAGS``),
 with ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` (a worker on a GPU node takes only the GPU
 memory it uses) and the persistent compilation cache on (``lhaaso_joint.cache``: a worker
 loads the programs other workers compiled when they share the cache directory). One task is
@@ -23,11 +25,23 @@ import os
 
 from joint.io.errors import RunError
 
-__all__ = ["check_cluster_spec", "open_cluster", "jobqueue_cluster", "DaskExecutor", "WORKER_ENV"]
+__all__ = ["check_cluster_spec", "open_cluster", "jobqueue_cluster", "DaskExecutor", "WORKER_ENV",
+           "worker_env"]
 
 #: environment of every worker process
 WORKER_ENV = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "OMP_NUM_THREADS": "1",
               "TF_CPP_MIN_LOG_LEVEL": "2"}
+#: how long a run waits for its first worker (batch jobs may queue) [s]
+WORKER_WAIT_S = 6 * 3600
+
+
+def worker_env() -> dict:
+    """:data:`WORKER_ENV` plus the client's compilation-cache directory, so that workers share
+    the programs the others compiled (``LHAASO_JOINT_CACHE_DIR``, when set)."""
+    env = dict(WORKER_ENV)
+    if os.environ.get("LHAASO_JOINT_CACHE_DIR"):
+        env["LHAASO_JOINT_CACHE_DIR"] = os.environ["LHAASO_JOINT_CACHE_DIR"]
+    return env
 
 
 def _count(spec: str, what: str) -> int:
@@ -57,7 +71,7 @@ def check_cluster_spec(spec: str) -> None:
         raise RunError(f"--cluster {spec}: give the scheduler's address, e.g. tcp://HOST:8786")
 
 
-def open_cluster(spec: str, max_memory_gb: float = 4.0, log=print):
+def open_cluster(spec: str, max_memory_gb: float = 3.0, log=print):
     """(dask Client, cluster or None) for a ``--cluster`` specification (module docstring)."""
     try:
         from distributed import Client, LocalCluster
@@ -70,13 +84,13 @@ def open_cluster(spec: str, max_memory_gb: float = 4.0, log=print):
     if kind == "local":
         n = _count(spec, "workers")
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                               env=WORKER_ENV, memory_limit=memory, dashboard_address=None)
+                               env=worker_env(), memory_limit=memory, dashboard_address=None)
     elif kind in ("tcp", "tls"):
-        cluster = None
         try:
             client = Client(spec, timeout="30s")
-        except OSError as err:
-            raise RunError(f"--cluster {spec}: no Dask scheduler answers ({err})") from None
+        except Exception as err:  # noqa: BLE001 - OSError, ValueError, TypeError for bad specs
+            raise RunError(f"--cluster {spec}: no Dask scheduler answers "
+                           f"({type(err).__name__}: {err})") from None
         return client, None
     elif kind in ("htcondor", "slurm"):
         import importlib.util
@@ -86,7 +100,8 @@ def open_cluster(spec: str, max_memory_gb: float = 4.0, log=print):
                            "'lhaaso-joint[farm]'")
         n = _count(spec, "jobs")
         cluster = jobqueue_cluster(kind, memory)
-        cluster.scale(jobs=n)
+        # adapt, not scale: jobs that end (walltime, preemption) are replaced
+        cluster.adapt(minimum_jobs=n, maximum_jobs=n)
         log(f"{kind}: {n} jobs requested ({memory} each); the run starts as they come up")
     else:
         raise RunError(f"--cluster {spec}: unknown kind {kind!r} (local:N, tcp://HOST:PORT, "
@@ -103,7 +118,12 @@ def jobqueue_cluster(kind: str, memory: str):
     cls = dask_jobqueue.HTCondorCluster if kind == "htcondor" else dask_jobqueue.SLURMCluster
     extra = {"disk": "4GB"} if kind == "htcondor" else {}
     return cls(cores=1, processes=1, memory=memory,
-               job_script_prologue=[f"export {k}={v}" for k, v in WORKER_ENV.items()], **extra)
+               job_script_prologue=[f"export {k}={v}" for k, v in worker_env().items()],
+               **extra)
+
+
+def _identity(x):
+    return x
 
 
 class _CompilationCache:
@@ -135,21 +155,30 @@ class DaskExecutor:
             pass
 
     @classmethod
-    def from_spec(cls, spec: str, max_memory_gb: float = 4.0, log=print):
+    def from_spec(cls, spec: str, max_memory_gb: float = 3.0, log=print):
         client, cluster = open_cluster(spec, max_memory_gb, log)
         return cls(client, cluster)
 
     def map_chunks(self, tasks, ctx):
+        import uuid
+
         from distributed import as_completed
 
         from joint.runner import fit_chunk
 
         if not tasks:
             return
-        [ctx_future] = self.client.scatter([ctx], broadcast=True, hash=False)
-        futures = {self.client.submit(fit_chunk, t, ctx_future, key=f"chunk-{os.getpid()}-"
-                                      f"{t.name}", pure=False, retries=self.retries): t
-                   for t in tasks}
+        try:  # batch jobs may queue for a while
+            self.client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+        except Exception as err:  # noqa: BLE001 - a TimeoutError of distributed's own
+            raise RunError(f"no Dask worker came up within {WORKER_WAIT_S} s ({err}); the "
+                           "chunks already fitted are kept: rerun the same command") from None
+        # the context as a task's result, not scattered data: if every worker holding it dies,
+        # the scheduler recomputes it instead of failing every chunk that needs it
+        run = uuid.uuid4().hex[:12]
+        ctx_future = self.client.submit(_identity, ctx, key=f"ctx-{run}", pure=False)
+        futures = {self.client.submit(fit_chunk, t, ctx_future, key=f"chunk-{run}-{t.name}",
+                                      pure=False, retries=self.retries): t for t in tasks}
         for fut in as_completed(futures):
             task = futures[fut]
             try:

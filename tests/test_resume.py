@@ -67,18 +67,18 @@ def test_sigkill_mid_file_resumes_and_equals_an_uninterrupted_run(events_file, t
     assert run["events"] == N_EVENTS and run["chunks"] == N_EVENTS // CHUNK
 
     killed = tmp_path / "killed.root"
-    chunks = tmp_path / "killed.root.work" / "chunks"
+    work = tmp_path / "killed.root.work"
     p = _cli(*_args(events_file, killed))
     t0 = time.time()
     while time.time() - t0 < 900:
-        if chunks.is_dir() and len(list(chunks.glob("*.npz"))) >= 2:
+        if len(list(work.glob("chunks-*/*.npz"))) >= 2:
             break
         if p.poll() is not None:
             pytest.fail(f"the run ended before it could be killed: {p.communicate()}")
         time.sleep(0.05)
     p.send_signal(signal.SIGKILL)
     p.wait()
-    n_before = len(list(chunks.glob("*.npz")))
+    n_before = len(list(work.glob("chunks-*/*.npz")))
     assert 2 <= n_before < N_EVENTS // CHUNK, "killed too late to test a resume"
     assert not killed.exists()
     manifest = json.loads((tmp_path / "killed.root.work" / "manifest.json").read_text())
@@ -124,7 +124,7 @@ def test_in_process_resume_after_a_failure_and_config_change(events_file, tmp_pa
     with pytest.raises(RuntimeError, match="worker lost"):
         reconstruct_files([events_file], out, cfg, **kw)
     assert not out.exists() and not list(tmp_path.glob("*.part"))
-    assert len(list((tmp_path / "reco.root.work" / "chunks").glob("*.npz"))) == 2
+    assert len(list((tmp_path / "reco.root.work").glob("chunks-*/*.npz"))) == 2
 
     with pytest.raises(RunError, match="different configuration"):
         reconstruct_files([events_file], out, config_for(("km2a",), "gamma", n_iter=6), **kw)
@@ -211,3 +211,33 @@ def test_straggler_sub_batches_are_padded_to_powers_of_two():
             assert c.size <= s <= size and s & (s - 1) == 0 and s >= min(8, size)
         assert sum(s for _, s in parts) < n + max(8, n // 2 + 1) or n < 8
     assert [s for _, s in straggler_chunks(np.arange(66), 64)] == [64, 8]
+
+
+def test_directory_output_one_file_per_input_and_rerun(events_file, tmp_path):
+    """``-o DIR/``: one ``<stem>.reco.root`` per input; the same command again fits nothing and
+    returns the combined summary; a file or directory name clash is refused."""
+    import shutil
+
+    from lhaaso_joint.cli import main
+
+    second = tmp_path / "second.root"
+    shutil.copy(events_file, second)
+    argv = ["reconstruct", str(events_file), str(second), "-o", str(tmp_path / "out") + "/",
+            "--hypothesis", "gamma", "--batch-size", str(BATCH), "--chunk-events", "16",
+            "--quiet"]
+    assert main(argv) == 0
+    outs = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert outs == ["events.reco.root", "events.reco.root.run.json", "second.reco.root",
+                    "second.reco.root.run.json"]
+    a, b = _reco(tmp_path / "out" / "events.reco.root"), _reco(tmp_path / "out" / "second.reco.root")
+    np.testing.assert_array_equal(a["event_id"], b["event_id"])
+    np.testing.assert_allclose(a["reco_zenith"], b["reco_zenith"], rtol=1e-6)
+    assert main(argv) == 0  # finished: not refitted, no traceback
+    dup = tmp_path / "dup"
+    dup.mkdir()
+    shutil.copy(events_file, dup / "events.root")
+    with pytest.raises(RunError, match="same name"):
+        from lhaaso_joint.api import config_for, reconstruct_files
+
+        reconstruct_files([events_file, dup / "events.root"], str(tmp_path / "o2") + "/",
+                          config_for(("km2a",), "gamma"), progress=False)
