@@ -515,7 +515,7 @@ class CalibrationDB:
     """
 
     def __init__(self, path):
-        self.path = Path(os.path.abspath(path))  # workers elsewhere (Dask) read it too
+        self.path = Path(path)
         self.index_path = self.path / INDEX_NAME
         self._entries: list[CalibrationEntry] = []
         self._files: dict[str, tuple[str, str]] = {}  # entry name -> (file name, sha256) on disk

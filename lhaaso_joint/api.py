@@ -13,6 +13,7 @@ line (``lhaaso-joint simulate | reconstruct``) is built on the same functions.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,8 @@ def reconstruct_files(inputs, output, cfg, *, calib_db=None, calib_missing="rais
     if calib_db is not None:
         from calib.provider import CalibrationProvider
 
+        if cluster is not None and isinstance(calib_db, (str, Path)):
+            calib_db = os.path.abspath(calib_db)  # workers elsewhere open it too
         setups = CalibrationProvider(calib_db, calib_missing)
     opened = []
     if cluster is not None:

@@ -57,9 +57,13 @@ def test_reconstruct_cli_output(gamma_file, tmp_path, layout):
     rec = read_events(gamma_file)
     with uproot.open(out) as f:
         reco = f["reco"].arrays(library="np")
-    # a finished output is not overwritten by a rerun unless asked
+    # a finished output is not refitted by the same command, and not overwritten by a run of
+    # another configuration unless asked (one-line error, status 2)
     mtime = out.stat().st_mtime_ns
-    assert main(["reconstruct", str(gamma_file), "-o", str(out), "--quiet"]) == 0
+    assert main(["reconstruct", str(gamma_file), "-o", str(out), "--hypothesis", "gamma",
+                 "--batch-size", "64", "--quiet"]) == 0
+    assert out.stat().st_mtime_ns == mtime
+    assert main(["reconstruct", str(gamma_file), "-o", str(out), "--quiet"]) == 2
     assert out.stat().st_mtime_ns == mtime
     # one row per input event, in input order, with the documented columns
     np.testing.assert_array_equal(reco["event_id"], rec["event_id"])
