@@ -31,7 +31,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from joint.io.errors import EventFileError, RunError
+from joint.io.errors import EventFileError, RunError, reading
 
 __all__ = ["add_parser", "check_event_file", "cmd_calibrate", "check_args", "parse_time",
            "read_inputs"]
@@ -167,15 +167,9 @@ def read_inputs(inputs, detectors, layouts, max_events=None):
     for path in inputs:
         if max_events is not None and n >= max_events:
             break
-        try:
+        with reading(path):  # a damaged file: one line naming it
             rec = read_file(path, km2a=layouts.get("km2a"), wcda=layouts.get("wcda"),
                             wfcta=layouts.get("wfcta"))
-        except EventFileError:
-            raise
-        except Exception as err:  # noqa: BLE001 - a truncated or damaged file
-            raise EventFileError(path, "<file>", "cannot be read (damaged or truncated? "
-                                 f"{type(err).__name__}: {_one_line(err)})",
-                                 kind="file") from None
         if max_events is not None and len(rec["event_id"]) > max_events - n:
             rec = {k: v[:max_events - n] for k, v in rec.items()}
         batch = to_event_batch(rec, km2a=layouts.get("km2a"), wcda=layouts.get("wcda"),

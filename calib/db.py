@@ -32,16 +32,16 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
 import re
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+
+from joint.workdir import atomic_write_bytes
 
 from calib.response import DETECTOR_MODULES, LEARNED_FIELDS
 from detectors import registry
@@ -425,29 +425,8 @@ def _summary(a: np.ndarray) -> dict:
     return out
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+#: write through a temporary file and a rename (the runner's, ``joint.workdir``)
+atomic_write = atomic_write_bytes
 
 
 def _dumps(obj, indent: str = "") -> str:

@@ -42,7 +42,7 @@ from tqdm import tqdm
 from detectors import registry
 from joint.config import (DEFAULT_MAX_MEMORY_GB, ReconstructionConfig, auto_batch_size,
                           detector_setup, estimated_peak_mb)
-from joint.io import file_kind, read_file
+from joint.io import file_kind, num_entries, read_file
 from joint.io.columns import branch_types, check
 from joint.io.errors import EventFileError, RunError, open_tree
 from joint.io.lhevent import read_lhevent
@@ -247,14 +247,6 @@ def _resolve_detectors(inputs, cfg, detectors):
     return cfg
 
 
-def _num_entries(path) -> int:
-    if file_kind(path) == "own":
-        fin, tree = open_tree(path, TREE)
-        with fin:
-            return int(tree.num_entries)
-    return len(read_file(path)["event_id"])
-
-
 def _outputs(output, inputs):
     """(output paths, output index of each input): one file, or — ``output`` an existing
     directory or ending in '/' — one ``<stem>.reco.root`` per input in that directory."""
@@ -365,7 +357,7 @@ def reconstruct_files(inputs, output, cfg: ReconstructionConfig = Reconstruction
             for w in r.warnings():
                 log(f"warning: {w}")
     else:
-        n_events = [_num_entries(p) for p in inputs]
+        n_events = [num_entries(p) for p in inputs]
     if setups is not None:
         setups.check(inputs, needed)
 

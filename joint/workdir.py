@@ -86,6 +86,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     (readers never see a partial file); the file gets the usual permissions (umask), not
     mkstemp's 0600, so a group-shared output directory stays readable."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask())

@@ -44,7 +44,7 @@ from pathlib import Path
 
 #: detectors whose forward model exists; the CLI refuses others with a clear message
 from detectors.registry import names as _registered
-from joint.io.errors import EventFileError, RunError
+from joint.io.errors import EventFileError, RunError, reading
 
 BUILT_DETECTORS: tuple[str, ...] = _registered()
 
@@ -172,14 +172,8 @@ def cmd_show(args) -> int:
 
     kinds = [check_event_file(path) for path in args.files]  # every file, before any output
     for path, kind in zip(args.files, kinds):
-        try:
+        with reading(path):  # a damaged file: one line naming it
             records = read_file(path)
-        except EventFileError:
-            raise
-        except Exception as err:  # noqa: BLE001 - a truncated or damaged file
-            raise EventFileError(path, "<file>", "cannot be read (damaged or truncated? "
-                                 f"{type(err).__name__}: {_one_line(err)})",
-                                 kind="file") from None
         n = len(records["event_id"])
         print(f"{path}  ({kind} format): {n} events")
         for g in groups_present(records):
@@ -353,7 +347,6 @@ def _batch_size(text: str):
 
 
 def cmd_reconstruct(args) -> int:
-    from joint.io.errors import RunError
     from joint.runner import check_batch_size, check_output
     from lhaaso_joint.api import reconstruct_files
 
