@@ -167,9 +167,12 @@ def _simulate_and_fit(out, name, cfg, n_events, seed, fit_detectors="auto", **si
     if not path.exists():
         rec, _ = simulate_records(n_events, seed=seed, **sim)
         write_events(path, rec)
-    reco = out / f"{name}_reco.root"
+    # one output per fit (two fits of the same events must not share a file); the demo's own
+    # outputs are redone on every run (overwrite)
+    tag = "" if fit_detectors == "auto" else "_" + "+".join(fit_detectors)
+    reco = out / f"{name}{tag}_reco.root"
     summary = reconstruct_files([path], reco, cfg, batch_size=256, progress=False,
-                                detectors=fit_detectors)
+                                detectors=fit_detectors, overwrite=True)
     with uproot.open(reco) as f:
         return f["reco"].arrays(library="np"), summary
 
@@ -242,7 +245,7 @@ def km2a_run(out: Path, n_events: int = 200, seed: int = 7) -> int:
         t0 = time.perf_counter()
         summary = reconstruct_files([path], out / f"km2a_{prim}_reco.root",
                                     ReconstructionConfig(hypothesis=hyp), batch_size=256,
-                                    progress=False)
+                                    progress=False, overwrite=True)
         with uproot.open(out / f"km2a_{prim}_reco.root") as f:
             r = f["reco"].arrays(library="np")
         ok = r["status"] == 0
