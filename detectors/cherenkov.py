@@ -181,6 +181,11 @@ def _ads_k(theta, nu, w1, w2, eps):
 #: ±0.1 θ_em (≈ 0.1°), less than the electrons' lateral spread does.
 ADS_RING_WIDTH = 0.1
 _U_LEFT = (np.arange(512) + 0.5) / 512
+#: shape of the level inside the Cherenkov cone, π·(c + (1 − c)(θ/θ_em)^p) with p = 2 [M]: the
+#: constant π of ADS's form below θ_em (c = 1) gives too much light on the axis against CORSIKA
+#: 100–200 GeV photons (docs/cherenkov_light.md); c (``WFCTAPhysics.cone_inside_level``) is
+#: fitted to CORSIKA, p only makes the level continuous at the ring.
+ADS_INSIDE_POWER = 2.0
 
 
 def _soft_log(x, width):
@@ -188,15 +193,23 @@ def _soft_log(x, width):
     return -0.5 * jnp.log(x * x + width * width)
 
 
-def _ads_setup(height_m, s, atm, is_gamma, energy_tev, ring_width=ADS_RING_WIDTH):
+def _inside_level(u, level, power):
+    """Level of the distribution inside the cone, in units of ADS's π: level + (1 − level)·u^p
+    at u = θ/θ_em ∈ [0, 1] (1 at the ring, so continuous there; ``level`` = 1 is ADS)."""
+    return np.pi * (level + (1.0 - level) * u ** power)
+
+
+def _ads_setup(height_m, s, atm, is_gamma, energy_tev, ring_width=ADS_RING_WIDTH,
+               inside_level=1.0, inside_power=ADS_INSIDE_POWER):
     """Parameters, θ_em, K(θ_em) and the normalisation, at the shape of (height, s)."""
     n = atmosphere.refractive_index(height_m, atm)
     nu, w1, w2, eps = ads_parameters(n - 1.0, s, is_gamma, energy_tev)
     tem = jnp.arccos(1.0 / n)
     k_em = _ads_k(tem, nu, w1, w2, eps)
-    # below θ_em: ∫ (π + L(1 − θ/θ_em)) sin θ dθ / sin θ_em ≈ θ_em ∫₀¹ (π + L(1 − u)) u du
-    # (sin θ ≈ θ; = θ_em (π/2 + 3/4) for the exact log), midpoint rule on 512 points
-    u_int = np.mean((np.pi - 0.5 * np.log((1.0 - _U_LEFT) ** 2 + ring_width ** 2)) * _U_LEFT)
+    # below θ_em: ∫ (c(u) + L(1 − θ/θ_em)) sin θ dθ / sin θ_em ≈ θ_em ∫₀¹ (c(u) + L(1 − u)) u du
+    # (sin θ ≈ θ; c = π: θ_em (π/2 + 3/4) for the exact log), midpoint rule on 512 points
+    u_int = jnp.mean((_inside_level(_U_LEFT, inside_level, inside_power)
+                      - 0.5 * np.log((1.0 - _U_LEFT) ** 2 + ring_width ** 2)) * _U_LEFT)
     left = k_em * tem ** 2 / jnp.sin(tem) * u_int
     t_max = jnp.sqrt(1.0 - tem / ADS_MAX_THETA)[..., None]
     t = 0.5 * (_GL_T + 1.0) * t_max
@@ -204,15 +217,15 @@ def _ads_setup(height_m, s, atm, is_gamma, energy_tev, ring_width=ADS_RING_WIDTH
     f = (_ads_k(th, nu[..., None], w1[..., None], w2[..., None], jnp.asarray(eps)[..., None])
          * (np.pi + _soft_log(t * t, ring_width)) * 2.0 * t * tem[..., None] / (1.0 - t * t) ** 2)
     right = jnp.sum(0.5 * _GL_W * t_max * f, -1)
-    return (nu, w1, w2, eps), tem, k_em, left + right, ring_width
+    return (nu, w1, w2, eps), tem, k_em, left + right, ring_width, inside_level, inside_power
 
 
 def _ads_eval(beta, setup, per_sr):
-    (nu, w1, w2, eps), tem, k_em, norm, width = setup
+    (nu, w1, w2, eps), tem, k_em, norm, width, level, power = setup
     r = beta / tem
     b_hi = jnp.maximum(beta, tem)
     hi = _ads_k(b_hi, nu, w1, w2, eps) * (np.pi + _soft_log(1.0 - tem / b_hi, width))
-    log_lo = np.pi + _soft_log(1.0 - r, width)
+    log_lo = _inside_level(jnp.clip(r, 0.0, 1.0), level, power) + _soft_log(1.0 - r, width)
     if per_sr:
         lo = k_em * log_lo / (2.0 * np.pi * jnp.sin(tem))
         hi = hi / (2.0 * np.pi * jnp.maximum(jnp.sin(beta), 1e-7))
@@ -223,20 +236,22 @@ def _ads_eval(beta, setup, per_sr):
 
 
 def angular_pdf_ads(beta, height_m, s, atm=None, is_gamma=1.0, energy_tev=1.0,
-                    ring_width=ADS_RING_WIDTH):
+                    ring_width=ADS_RING_WIDTH, inside_level=1.0, inside_power=ADS_INSIDE_POWER):
     """dN/dβ [1/rad] of Arbeletche & de Souza, normalised to 1 on 0–60°, the ring's log spike
     smoothed over ``ring_width`` (:data:`ADS_RING_WIDTH`). The parameters and the
     normalisation are computed at the shape of (height_m, s): give those the slices' shape
     and let β broadcast (e.g. h (K, 1), β (K, M))."""
-    return _ads_eval(beta, _ads_setup(height_m, s, atm, is_gamma, energy_tev, ring_width),
-                     per_sr=False)
+    return _ads_eval(beta, _ads_setup(height_m, s, atm, is_gamma, energy_tev, ring_width,
+                                      inside_level, inside_power), per_sr=False)
 
 
 def angular_pdf_ads_per_sr(beta, height_m, s, atm=None, is_gamma=1.0, energy_tev=1.0,
-                           ring_width=ADS_RING_WIDTH):
-    """dN/dΩ [1/sr] of Arbeletche & de Souza (finite on the axis, ring at θ_em)."""
-    return _ads_eval(beta, _ads_setup(height_m, s, atm, is_gamma, energy_tev, ring_width),
-                     per_sr=True)
+                           ring_width=ADS_RING_WIDTH, inside_level=1.0,
+                           inside_power=ADS_INSIDE_POWER):
+    """dN/dΩ [1/sr] of Arbeletche & de Souza (finite on the axis, ring at θ_em); the level
+    inside the cone scaled by ``inside_level`` (see :data:`ADS_INSIDE_POWER`)."""
+    return _ads_eval(beta, _ads_setup(height_m, s, atm, is_gamma, energy_tev, ring_width,
+                                      inside_level, inside_power), per_sr=True)
 
 
 class Transmission(NamedTuple):
