@@ -109,7 +109,7 @@ def main():
         for d in dets:
             if f"gof_{d}" in out:
                 saved[f"{name}:gof_{d}"] = out[f"gof_{d}"][:n]
-        for k in ("status", "ground_status"):
+        for k in ("status",):
             if k in out:
                 saved[f"{name}:{k}"] = out[k][:n]
     ref = "km2a+wcda"

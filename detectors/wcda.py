@@ -25,6 +25,9 @@ Model (``expected``)
 
   and above the switch-over (the large PMT saturates at ``switch_pe``) the small PMT, which sees
   a fraction ``small_ratio`` of the light, adds photostatistics: F_small = F + (1+σ_spe²)(1/ratio − 1).
+* Model uncertainty: the predicted F also carries κ(E)²·μ (``WCDAPhysics.model_rel_sigma``), a
+  relative uncertainty κ of the cell's mean charge — what the smooth model does not describe
+  (the hadronic sub-showers above all); switched on above ~100 TeV, 0 turns it off.
 * Times: the shared front (plane + curvature ``front_slope_ns_per_m`` · r + the cell's time
   offset), the lag of the first of n particles τ(r)/n (τ = τ₀ + τ₁ r) with n from the observed
   charge (n = q / ȳ, ȳ the model's mean PE per particle), and the PMT's charge-dependent time
@@ -203,13 +206,13 @@ class WCDAPhysics(NamedTuple):
         as if their Poisson spread were their only uncertainty (at 1 PeV WCDA's charge deviance
         was 2σ above its expectation in the median event and a third of the KM2A+WCDA fits
         stalled, BENCHMARKS.md). κ is chosen on one simulated sample of 1 PeV protons and judged
-        on another (``benchmarks/wcda_model_sigma.py``, docs/wcda.md "Model uncertainty"):
+        on another (``benchmarks/wcda_model_sigma.py``, docs/joint.md "WCDA model uncertainty"):
         0.25 [M], the smallest κ of the grid 0, 0.2, 0.25, ... at which the median z-score of the
         charge deviance at the true shower is ≤ 0 (48 protons at 1 PeV, seed 11)
     model_sigma_log10e_on, model_sigma_log10e_width : κ is switched on with the shower energy,
         κ(E) = κ · sigmoid((log10(E/GeV) − on)/width): 5.0 (100 TeV), 0.25 dex [M] — κ was
         measured at 1 PeV only, and below ~30 TeV (κ(E) < 0.12 κ) WCDA's photon fits keep the
-        model as it was calibrated there (docs/wcda.md)
+        model as it was calibrated there (docs/joint.md)
     """
 
     is_gamma: float = 0.0

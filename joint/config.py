@@ -85,8 +85,8 @@ class ReconstructionConfig:
         profile, and an image the model does not describe can no longer drag the core and the
         direction (issue 6: with the geometry free, the images' unmodelled fluctuations pulled
         geometry and Xmax together). No extra pass: the pre-fit is ``ground_seed``'s. The
-        geometry columns' errors and covariance block are the pre-fit's; ``ground_status``
-        is the pre-fit's status and ``status`` is converged only when both stages converged
+        geometry columns' errors and covariance block are the pre-fit's; ``status`` is
+        converged only when both stages converged (else the pre-fit's status)
         (docs/joint.md, "Staged joint fit"). Where the pre-fit is not finite the best seed's
         geometry is kept.
 

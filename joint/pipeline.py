@@ -291,13 +291,13 @@ def reconstruct_batch(batch, geometry, response,
 
 def _staged_columns(out, pre):
     """The columns of a staged fit (``ReconstructionConfig.ground_geometry``) from the ground
-    arrays' pre-fit ``pre``: its status as ``ground_status``, ``status`` converged only when
-    both stages converged (else the pre-fit's status), and the geometry fields' errors and
+    arrays' pre-fit ``pre``: ``status`` converged only when both stages converged (else the
+    pre-fit's status; no column of its own: ``joint.io.columns`` declares none), and the
+    geometry fields' errors and
     covariance block (the joint fit held them fixed; cross terms with the other fields are
     left 0). Events whose pre-fit was not finite kept a seed's geometry: their geometry errors
     are NaN. Modifies ``out`` in place."""
     g_status = np.asarray(pre["status"], np.int32)
-    out["ground_status"] = g_status
     out["status"] = np.where((out["status"] == fitmod.CONVERGED) & (g_status != fitmod.CONVERGED),
                              g_status, out["status"]).astype(np.int32)
     idx = [FIELDS.index(f) for f in GROUND_GEOMETRY_FIELDS]

@@ -141,7 +141,7 @@ def test_staged_columns_take_the_ground_fits_geometry_errors_and_status():
         pre[f"reco_{f}_err"] = np.sqrt(g_cov[:, j, j])
     pre["reco_core_x"][3] = np.nan
     _staged_columns(out, pre)
-    np.testing.assert_array_equal(out["ground_status"], pre["status"])
+    assert "ground_status" not in out  # not a declared output column (joint.io.columns)
     np.testing.assert_array_equal(out["status"], [0, 1, 1, 0])
     cov = out["reco_covariance"].reshape(n, k, k)
     idx = [FIELDS.index(f) for f in GROUND_GEOMETRY_FIELDS]
@@ -173,8 +173,7 @@ def test_staged_joint_fit_keeps_the_ground_fits_geometry():
                                         as_jax=False), 8)
     joint = reconstruct_batch(batch, geos, resps, config_for(dets))
     ground = reconstruct_batch(batch, geos, resps, config_for(("km2a",)))
-    assert "ground_status" in joint
-    np.testing.assert_array_equal(joint["ground_status"], ground["status"])
+    assert np.all((joint["status"] != 0) | (ground["status"] == 0))
     for f in ("core_x", "core_y", "zenith", "azimuth"):
         np.testing.assert_allclose(joint[f"reco_{f}"], ground[f"reco_{f}"], rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(joint[f"reco_{f}_err"], ground[f"reco_{f}_err"], rtol=1e-6)
