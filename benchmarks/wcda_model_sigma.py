@@ -20,6 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import machine  # noqa: E402
 
 
+R_KAPPA = 20.0  # set by --core-radius
+
+
 def truth_gof(rec, batch, geo, resp, kappas, is_gamma):
     """(n_kappa, n_events) gof_wcda z-scores at the true shower, and the cells used."""
     import jax
@@ -35,7 +38,7 @@ def truth_gof(rec, batch, geo, resp, kappas, is_gamma):
 
     def one(kappa, shower, blk):
         phys = wcda.WCDAPhysics(is_gamma=is_gamma, model_rel_sigma=kappa,
-                                model_sigma_log10e_on=0.0)
+                                model_sigma_log10e_on=0.0, model_sigma_core_radius_m=R_KAPPA)
         core = jnp.stack([shower.core_x, shower.core_y])
         d = select_wcda(blk, core, geo, resp, DEFAULT_N_WCDA)
         pred = wcda.predict(shower, d.geometry, d.response, phys)
@@ -70,7 +73,11 @@ def main():
     ap.add_argument("--check-seed", type=int, default=12)
     ap.add_argument("--cores-on", default="wfcta")
     ap.add_argument("--kappas", default="0,0.1,0.2,0.3,0.4,0.5,0.7")
+    ap.add_argument("--core-radius", type=float, default=20.0,
+                    help="r_κ [m] (WCDAPhysics.model_sigma_core_radius_m; 0 = flat)")
     args = ap.parse_args()
+    global R_KAPPA
+    R_KAPPA = args.core_radius
     import jax.numpy as jnp  # noqa: F401
 
     from joint.config import detector_setup
@@ -80,7 +87,7 @@ def main():
     kappas = [float(k) for k in args.kappas.split(",")]
     lays, geos, resps = detector_setup(("wcda",))
     print(f"# WCDA gof at the true shower vs κ, log10(E/GeV) = {args.log10_energy}, "
-          f"{args.primary}, cores on {args.cores_on}, {time.strftime('%Y-%m-%d')}, {machine()}")
+          f"{args.primary}, cores on {args.cores_on}, r_κ = {args.core_radius} m, {time.strftime('%Y-%m-%d')}, {machine()}")
     print(f"# command: {' '.join(sys.argv)}")
     is_gamma = 1.0 if args.primary == "gamma" else 0.0
     for role, seed in (("choose", args.seed), ("check", args.check_seed)):
