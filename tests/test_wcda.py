@@ -198,11 +198,16 @@ def test_model_uncertainty_off_reduces_to_the_particle_level_model(setup):
     obs = wcda.simulate(jax.random.PRNGKey(1), s, geo, resp, off)[0]
     old = wcda.nll(obs, e.prediction._replace(cell_fano=f0), geo, resp)
     assert float(wcda.nll(obs, e.prediction, geo, resp)) == float(old)
-    on = wcda.WCDAPhysics(model_rel_sigma=0.25)
+    on = wcda.WCDAPhysics(model_rel_sigma=0.25, model_sigma_core_radius_m=20.0)
     e_on = wcda.expected(s, geo, resp, on)
     k = float(wcda.model_rel_sigma(s, on))
     assert 0.24 < k <= 0.25
-    np.testing.assert_allclose(np.asarray(e_on.cell_fano), np.asarray(f0) + k * k
+    r = np.asarray(shower_plane_coordinates(s, geo.cell_pos)[0])
+    k_r = k * (1.0 - np.exp(-r / 20.0))  # grows from the core
+    np.testing.assert_allclose(np.asarray(e_on.cell_fano), np.asarray(f0) + k_r ** 2
+                               * np.asarray(e.cell_pe), rtol=1e-9)
+    flat = wcda.expected(s, geo, resp, on._replace(model_sigma_core_radius_m=0.0))
+    np.testing.assert_allclose(np.asarray(flat.cell_fano), np.asarray(f0) + k * k
                                * np.asarray(e.cell_pe), rtol=1e-9)
     assert float(wcda.nll(obs, e_on.prediction, geo, resp)) != float(old)
     assert float(wcda.model_rel_sigma(_shower(lay, lg=4.0), on)) < 0.005  # 10 TeV: off
