@@ -204,9 +204,9 @@ class WCDAPhysics(NamedTuple):
         for what the smooth lateral model does not carry — above all the hadronic sub-showers
         that put compact lumps of particles in the ponds (``simulate``'s ``subshower_*``), but
         also the lateral-shape fluctuations — so that cells of thousands of PE are not weighted
-        as if their Poisson spread were their only uncertainty (at 1 PeV WCDA's charge deviance
-        was 2σ above its expectation in the median event and a third of the KM2A+WCDA fits
-        stalled, BENCHMARKS.md). κ is chosen on one simulated sample of 1 PeV protons and judged
+        as if their Poisson spread were their only uncertainty (at 1 PeV, without it, WCDA's
+        charge deviance was 2.2σ above its expectation in the median KM2A+WCDA fit:
+        ``benchmarks/results/joint_pev_before_issue16.txt``). κ is chosen on one simulated sample of 1 PeV protons and judged
         on another (``benchmarks/wcda_model_sigma.py``, docs/joint.md "WCDA model uncertainty"):
         0.25 [M], the smallest κ of the grid 0, 0.2, 0.25, ... at which the median z-score of the
         charge deviance at the true shower is ≤ 0 (48 protons at 1 PeV, seed 11)

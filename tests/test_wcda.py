@@ -228,21 +228,18 @@ def _charge_density(q, mu, fano):
 @pytest.mark.parametrize("kappa", [0.0, 0.25, 0.35])
 def test_model_uncertainty_density_normalised_with_the_stated_variance(kappa):
     """With F = F₀ + κ²μ the cell's charge density integrates to 1 (with the empty-cell
-    probability) and its variance is F₀μ + (κμ)² (float64, μ = 800 PE, F₀ = 6 PE). The scaled
+    probability) and its variance is F₀μ + (κμ)² (μ = 800 PE, F₀ = 6 PE; float32, as the
+    global x64 switch would leak into other tests' cached programs). The scaled
     Poisson is a density in q only to ~1% down to μ/F ≈ 8 effective counts (κ ≤ 0.35 here; at
     κ = 0.5, μ/F ≈ 4 and it integrates to 1.014: detectors.channel's docstring)."""
-    jax.config.update("jax_enable_x64", True)
-    try:
-        mu, f0 = 800.0, 6.0
-        fano = f0 + kappa ** 2 * mu
-        q = np.linspace(0.3, 6000.0, 400_001)
-        p = _charge_density(jnp.asarray(q), mu, fano)
-        dq = q[1] - q[0]
-        norm = p.sum() * dq + np.exp(-mu / fano)
-        mean = (q * p).sum() * dq
-        var = (q * q * p).sum() * dq - mean ** 2
-    finally:
-        jax.config.update("jax_enable_x64", False)
+    mu, f0 = 800.0, 6.0
+    fano = f0 + kappa ** 2 * mu
+    q = np.linspace(0.3, 6000.0, 400_001)
+    p = _charge_density(jnp.asarray(q, jnp.float32), mu, fano)
+    dq = q[1] - q[0]
+    norm = p.sum() * dq + np.exp(-mu / fano)
+    mean = (q * p).sum() * dq
+    var = (q * q * p).sum() * dq - mean ** 2
     assert abs(norm - 1.0) < 0.01, norm
     assert abs(mean / mu - 1.0) < 0.01, mean
     assert abs(var / (f0 * mu + (kappa * mu) ** 2) - 1.0) < 0.03, var
@@ -253,17 +250,13 @@ def test_model_uncertainty_lowers_an_outlier_cells_pull():
     mean charge — the pull the cell exerts on the fit — falls as κ grows."""
     from detectors.channel import counting_channel_nll
 
-    jax.config.update("jax_enable_x64", True)
-    try:
-        def nll(mu, kappa, q):
-            fano = 6.0 + kappa ** 2 * mu
-            return counting_channel_nll(q, 0.0, True, True, mu, fano, 0.0, 2.0, 0.3, 1e9, 0.0,
-                                        1000.0, lambda x: -x)
-        grad = jax.grad(nll)
-        pulls = [abs(float(grad(800.0, k, 2000.0))) for k in (0.0, 0.1, 0.25, 0.5)]
-        typical = [abs(float(grad(800.0, k, 830.0))) for k in (0.0, 0.25)]
-    finally:
-        jax.config.update("jax_enable_x64", False)
+    def nll(mu, kappa, q):
+        fano = 6.0 + kappa ** 2 * mu
+        return counting_channel_nll(q, 0.0, True, True, mu, fano, 0.0, 2.0, 0.3, 1e9, 0.0,
+                                    1000.0, lambda x: -x)
+    grad = jax.grad(nll)
+    pulls = [abs(float(grad(800.0, k, 2000.0))) for k in (0.0, 0.1, 0.25, 0.5)]
+    typical = [abs(float(grad(800.0, k, 830.0))) for k in (0.0, 0.25)]
     assert all(a > b for a, b in zip(pulls, pulls[1:])), pulls
     assert pulls[2] < 0.25 * pulls[0], pulls  # κ = 0.25: the lump pulls > 4× less
     assert typical[1] < pulls[2]  # a cell near its mean still pulls less than the outlier
