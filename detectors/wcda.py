@@ -25,6 +25,10 @@ Model (``expected``)
 
   and above the switch-over (the large PMT saturates at ``switch_pe``) the small PMT, which sees
   a fraction ``small_ratio`` of the light, adds photostatistics: F_small = F + (1+σ_spe²)(1/ratio − 1).
+* Model uncertainty: the predicted F also carries κ(E)²·μ (``WCDAPhysics.model_rel_sigma``), a
+  relative uncertainty κ of the cell's mean charge — what the smooth model does not describe
+  (the hadronic sub-showers above all); switched on above ~100 TeV, growing from the core as
+  1 − e^{−r/r_κ}; 0 turns it off.
 * Times: the shared front (plane + curvature ``front_slope_ns_per_m`` · r + the cell's time
   offset), the lag of the first of n particles τ(r)/n (τ = τ₀ + τ₁ r) with n from the observed
   charge (n = q / ȳ, ȳ the model's mean PE per particle), and the PMT's charge-dependent time
@@ -70,6 +74,7 @@ from .shower import Shower, shower_plane_coordinates
 __all__ = ["Geometry", "Response", "WCDAPhysics", "Prediction", "Expectation", "Observed",
            "expected", "predict", "nll", "channel_nll", "simulate", "time_slewing",
            "information_weights", "fisher_stats", "cell_fano", "gof_counts", "DEFAULT_PHYSICS",
+           "model_rel_sigma", "model_variance_ratio",
            "POND_DEFAULTS", "HADRON_SUBSHOWERS"]
 
 #: Nominal per-pond PMT response [M] (PHYSICS.md §3: PMT types [M], PE per muon not found).
@@ -194,6 +199,26 @@ class WCDAPhysics(NamedTuple):
     front_slope_ns_per_m : curvature delay [ns/m], 0.07 (WCDA-1 code: 0.0667 protons [U])
     front_tau0_ns, front_tau1_ns_per_m : front thickness τ(r) = τ₀ + τ₁ r [M]
     cell_core_radius_m : densities at sqrt(r² + r_cell²), 2 m for a 25 m² cell
+    model_rel_sigma : κ, relative model uncertainty of a cell's mean charge [M]: the charge
+        variance gains (κ·μ)², i.e. the variance-to-mean ratio F → F + κ²μ (0 = off). It stands
+        for what the smooth lateral model does not carry — above all the hadronic sub-showers
+        that put compact lumps of particles in the ponds (``simulate``'s ``subshower_*``), but
+        also the lateral-shape fluctuations — so that cells of thousands of PE are not weighted
+        as if their Poisson spread were their only uncertainty (at 1 PeV, without it, WCDA's
+        charge deviance was 2.2σ above its expectation in the median KM2A+WCDA fit:
+        ``benchmarks/results/joint_pev_before_issue16.txt``). κ is chosen on one simulated sample of 1 PeV protons and judged
+        on another (``benchmarks/wcda_model_sigma.py``, docs/joint.md "WCDA model uncertainty"):
+        0.25 [M], the smallest κ of the grid 0, 0.2, 0.25, ... at which the median z-score of the
+        charge deviance at the true shower is ≤ 0 (48 protons at 1 PeV, seed 11)
+    model_sigma_log10e_on, model_sigma_log10e_width : κ is switched on with the shower energy,
+        κ(E) = κ · sigmoid((log10(E/GeV) − on)/width): 5.0 (100 TeV), 0.25 dex [M] — κ was
+        measured at 1 PeV only, and below ~30 TeV (κ(E) < 0.12 κ) WCDA's photon fits keep the
+        model as it was calibrated there (docs/joint.md)
+    model_sigma_core_radius_m : r_κ, the term grows from the core as 1 − e^{−r/r_κ}: 20 m [M].
+        Near the core many sub-showers overlap a cell and their sum fluctuates relatively less
+        (for lumps at an exponential distance of mean 40 m, ~1 lump per cell at 5 m, ~0.07 at
+        40 m), and the brightest cells carry the core: with κ flat in r the KM2A+WCDA core 68%
+        at 1 PeV went from 0.67 to 0.87 m (32 events, docs/joint.md); 0 = flat
     """
 
     is_gamma: float = 0.0
@@ -213,6 +238,10 @@ class WCDAPhysics(NamedTuple):
     front_tau0_ns: float = 1.5
     front_tau1_ns_per_m: float = 0.03
     cell_core_radius_m: float = 2.0
+    model_rel_sigma: float = 0.25
+    model_sigma_log10e_on: float = 5.0
+    model_sigma_log10e_width: float = 0.25
+    model_sigma_core_radius_m: float = 20.0
 
 
 DEFAULT_PHYSICS = WCDAPhysics()
@@ -274,6 +303,25 @@ def cell_fano(n_em, n_mu, y_em, y_mu, spe_resolution, physics: WCDAPhysics = DEF
     return (n_em * a_em + n_mu * a_mu + eps * a_em) / (n_em * y_em + n_mu * y_mu + eps * y_em)
 
 
+def model_rel_sigma(shower: Shower, physics: WCDAPhysics = DEFAULT_PHYSICS):
+    """κ(E): the relative model uncertainty of a cell's mean charge at ``shower``'s energy
+    (``WCDAPhysics.model_rel_sigma`` switched on smoothly above ``model_sigma_log10e_on``)."""
+    on = jax.nn.sigmoid((shower.log10_energy - physics.model_sigma_log10e_on)
+                        / physics.model_sigma_log10e_width)
+    return physics.model_rel_sigma * on
+
+
+def model_variance_ratio(shower: Shower, pe, physics: WCDAPhysics = DEFAULT_PHYSICS, r=None):
+    """κ(E, r)² μ: the model-uncertainty part of a cell's variance-to-mean ratio [PE] for mean
+    charges ``pe`` at shower-plane distances ``r`` [m] (variance (κμ)², κ(E, r) = κ(E) ·
+    (1 − e^{−r/r_κ}); ``r`` None or r_κ = 0: flat); 0 when ``model_rel_sigma`` is 0."""
+    k = model_rel_sigma(shower, physics)
+    if r is not None:
+        rk = physics.model_sigma_core_radius_m
+        k = k * jnp.where(rk > 0, -jnp.expm1(-r / jnp.maximum(rk, 1e-6)), 1.0)
+    return k * k * pe
+
+
 def expected(shower: Shower, geometry: Geometry, response: Response,
              physics: WCDAPhysics = DEFAULT_PHYSICS) -> Expectation:
     """Mean photoelectrons and arrival times of every WCDA cell for one shower.
@@ -291,7 +339,8 @@ def expected(shower: Shower, geometry: Geometry, response: Response,
     n_mu_cell = lateral.greisen_muon_density(r_eff, n_mu, r0=physics.muon_r0) * area
     y_em, y_mu = _yields(r, response, physics)
     pe = n_em * y_em + n_mu_cell * y_mu
-    fano = cell_fano(n_em, n_mu_cell, y_em, y_mu, response.spe_resolution, physics)
+    fano = (cell_fano(n_em, n_mu_cell, y_em, y_mu, response.spe_resolution, physics)
+            + model_variance_ratio(shower, pe, physics, r))
     per_particle = (pe + 1e-6 * y_em) / (n_em + n_mu_cell + 1e-6)
     tau = physics.front_tau0_ns + physics.front_tau1_ns_per_m * r
     t = shower.t0 + delay + physics.front_slope_ns_per_m * r + response.time_offset

@@ -17,7 +17,7 @@ from detectors.registry import DEFAULT_N_ED, DEFAULT_N_MD, DEFAULT_N_WCDA
 from joint import fit as fitmod
 from joint.likelihood import XmaxPrior
 
-__all__ = ["ReconstructionConfig", "KM2A_FREE", "config_for", "detector_setup", "default_xmax",
+__all__ = ["ReconstructionConfig", "KM2A_FREE", "GROUND_GEOMETRY_FIELDS", "config_for", "detector_setup", "default_xmax",
            "GAMMA_LOG_MUON_SCALE", "SEED_ENERGY_SCAN", "SEED_XMAX_SCAN", "CORE_SCAN_OFFSETS_M",
            "CORE_SCAN_ENERGY", "auto_batch_size", "DEFAULT_MAX_MEMORY_GB", "MEMORY_BASE_MB",
            "MEMORY_PER_EVENT_MB", "estimated_peak_mb"]
@@ -30,6 +30,9 @@ KM2A_FREE = {
     "hadron": ("core_x", "core_y", "zenith", "azimuth", "log10_energy", "xmax", "log_muon_scale", "t0"),
     "gamma": ("core_x", "core_y", "zenith", "azimuth", "log10_energy", "xmax", "t0"),
 }
+#: the Shower fields a staged joint fit takes from the ground arrays' pre-fit
+#: (``ReconstructionConfig.ground_geometry``)
+GROUND_GEOMETRY_FIELDS = ("core_x", "core_y", "zenith", "azimuth")
 #: log_muon_scale of the photon hypothesis when not fitted: ln(0.1) (lateral.muon_number's
 #: gamma_muon_fraction [M])
 GAMMA_LOG_MUON_SCALE = float(np.log(0.1))
@@ -75,6 +78,18 @@ class ReconstructionConfig:
         fits started from the raw seeds stopped at the iteration limit for a third of the
         events at 0.3–3 PeV (BENCHMARKS.md, issue 6)
 
+    ground_geometry : the staged joint fit (with ``ground_seed``; only when WFCTA is fitted
+        together with a ground array): the geometry (:data:`GROUND_GEOMETRY_FIELDS`: core and
+        direction) is the ground arrays' pre-fit's, held fixed, and the joint fit frees the
+        rest (energy, Xmax, muon scale, t₀) — the ground arrays set the geometry, WFCTA the
+        profile, and an image the model does not describe can no longer drag the core and the
+        direction (issue 6: with the geometry free, the images' unmodelled fluctuations pulled
+        geometry and Xmax together). No extra pass: the pre-fit is ``ground_seed``'s. The
+        geometry columns' errors and covariance block are the pre-fit's; ``status`` is
+        converged only when both stages converged (else the pre-fit's status)
+        (docs/joint.md, "Staged joint fit"). Where the pre-fit is not finite the best seed's
+        geometry is kept.
+
     km2a_compound : KM2A charge model: 0 = scaled Poisson (default), > 0 = the exact compound
         Poisson–gamma density below about this many particles
         (``detectors.km2a.KM2APhysics.compound_particles``; the calibration uses 8)
@@ -112,6 +127,7 @@ class ReconstructionConfig:
     truth_fields: tuple = ()
     geometry_from: str = "truth"
     ground_seed: bool = True
+    ground_geometry: bool = True
     km2a_compound: float = 0.0
     core_scan: bool = True
     core_scan_channels: tuple | None = (256, 64)
@@ -147,9 +163,25 @@ class ReconstructionConfig:
         return XmaxPrior(mass_number=0.0, sigma_floor=0.0) if self.hypothesis == "gamma" else XmaxPrior()
 
     @property
+    def ground_detectors(self) -> tuple:
+        """The ground arrays among the configured detectors (registry order)."""
+        return tuple(s.name for s in registry.specs(self.detectors) if s.ground)
+
+    @property
+    def staged(self) -> bool:
+        """Whether the geometry comes from the ground arrays' pre-fit (``ground_geometry``
+        with ``ground_seed``, a ground array and another detector, e.g. WFCTA)."""
+        ground = self.ground_detectors
+        return bool(self.ground_seed and self.ground_geometry and ground
+                    and len(ground) < len(self.detectors))
+
+    @property
     def fit_config(self) -> fitmod.FitConfig:
-        """The first pass's FitConfig (the straggler passes replace ``n_iter``/``algorithm``)."""
+        """The first pass's FitConfig (the straggler passes replace ``n_iter``/``algorithm``);
+        a staged fit (:attr:`staged`) does not free the geometry."""
         free = KM2A_FREE[self.hypothesis] if self.free is None else tuple(self.free)
+        if self.staged:
+            free = tuple(f for f in free if f not in GROUND_GEOMETRY_FIELDS)
         return fitmod.FitConfig(free=free, n_iter=self.n_iter, algorithm=self.algorithm)
 
 
@@ -181,12 +213,13 @@ CORE_SCAN_ENERGY = (0.0, 0.4, 0.8)
 
 
 def config_for(detectors, hypothesis="hadron", fix=(), geometry_from="truth", xmax_prior=None,
-               free=None, n_iter=12):
+               free=None, n_iter=12, ground_geometry=True):
     """The ReconstructionConfig a physicist would choose for ``detectors``: every Shower field
     of the hypothesis free except the ``fix``-ed ones (taken from ``geometry_from``); a
     WFCTA-only fit fits energy and Xmax and needs the geometry fixed; the Xmax prior is on
     except for WFCTA alone (with WFCTA in a joint fit it applies only to the events without
-    images: ``joint.likelihood.joint_model``)."""
+    images: ``joint.likelihood.joint_model``). ``ground_geometry``: WFCTA with a ground array
+    is fitted in stages, the geometry from the ground arrays (``ReconstructionConfig``)."""
     detectors = tuple(detectors)
     fix = tuple(fix)
     if free is None:
@@ -195,9 +228,15 @@ def config_for(detectors, hypothesis="hadron", fix=(), geometry_from="truth", xm
         raise ValueError("a WFCTA-only fit needs the geometry fixed: fix=('core_x', 'core_y', "
                          "'zenith', 'azimuth') with geometry_from 'truth', 'km2a' or 'wcda'")
     prior = (detectors != ("wfcta",)) if xmax_prior is None else bool(xmax_prior)
-    return ReconstructionConfig(hypothesis=hypothesis, free=tuple(f for f in free if f not in fix),
+    free = tuple(f for f in free if f not in fix)
+    if free == KM2A_FREE[hypothesis]:
+        # the default (None): equal to the staged fit's ground pre-fit configuration, so a
+        # KM2A+WCDA fit and the pre-fit of a KM2A+WCDA+WFCTA fit share one compilation
+        free = None
+    return ReconstructionConfig(hypothesis=hypothesis, free=free,
                                 n_iter=n_iter, truth_fields=fix, geometry_from=geometry_from,
-                                xmax_prior=prior, detectors=detectors)
+                                xmax_prior=prior, detectors=detectors,
+                                ground_geometry=bool(ground_geometry))
 
 
 def detector_setup(detectors, km2a_config="full"):

@@ -22,7 +22,7 @@ from detectors.channel import deviance_sums
 from detectors.shower import FIELDS, SPEED_OF_LIGHT_M_PER_NS, Shower
 from joint import fit as fitmod
 from joint.config import (CORE_SCAN_ENERGY, CORE_SCAN_OFFSETS_M, GAMMA_LOG_MUON_SCALE,
-                          SEED_ENERGY_SCAN, SEED_XMAX_SCAN, ReconstructionConfig, default_xmax)
+                          GROUND_GEOMETRY_FIELDS, SEED_ENERGY_SCAN, SEED_XMAX_SCAN, ReconstructionConfig, default_xmax)
 from joint.traced import disk_jit
 from joint.event import Event, batch_size as _n_events, pad_batch
 from joint.likelihood import detector_model, joint_model
@@ -132,6 +132,11 @@ def _pipeline(cfg: ReconstructionConfig):
                           for f in FIELDS})
             ok = all_finite_shower(g)
             candidates.insert(0, _select(candidates[0], g, ok))
+            if cfg.staged:  # the staged fit: every candidate starts from (and the fit keeps)
+                # the ground arrays' geometry, t0 with it (t0 stays free)
+                fields = GROUND_GEOMETRY_FIELDS + ("t0",)
+                candidates = [_select(c, c._replace(**{f: getattr(g, f) for f in fields}), ok)
+                              for c in candidates]
         candidates = [finish_seed(c._replace(**{f: blocks["truth"][f"true_{f}"].astype(c.core_x.dtype)
                                                 for f in cfg.truth_fields})) for c in candidates]
         # the active channels around each candidate's core; every candidate is scored on all
@@ -159,9 +164,10 @@ def nll_function(cfg: ReconstructionConfig):
     return _pipeline(cfg)[1]
 
 
-def _normalise(batch, geometry, response, cfg):
+def _normalise(batch, geometry, response, cfg, keep=None):
     """(blocks, geometries, responses) as dicts for the configured detectors. ``geometry`` and
-    ``response`` are dicts {detector: ...} or, for a KM2A-only configuration, KM2A objects."""
+    ``response`` are dicts {detector: ...} or, for a KM2A-only configuration, KM2A objects.
+    ``keep``: a dict that receives the ground arrays' pre-fit columns as ``keep["ground"]``."""
     if not isinstance(geometry, dict):
         if len(cfg.detectors) != 1:
             raise ValueError("geometry and response must be dicts {detector: ...} for "
@@ -205,6 +211,8 @@ def _normalise(batch, geometry, response, cfg):
     if ground is not None:
         pre = reconstruct_batch(batch, geometry, response, ground)
         blocks["ground_seed"] = {f: pre[f"reco_{f}"] for f in FIELDS}
+        if keep is not None:
+            keep["ground"] = pre
     return _cast((blocks, geos, resps), cfg)
 
 
@@ -248,7 +256,8 @@ def reconstruct_batch(batch, geometry, response,
         (``analysis.observables.observables``: KM2A ``ne``, ``nmu``, ``age``, core quality; WCDA
         ``wcda_nhit``, ``compactness``, ``pincness``, ...; WFCTA ``hillas_*``, ``x_dist``).
     """
-    blocks, geos, resps = _normalise(batch, geometry, response, cfg)
+    kept = {}
+    blocks, geos, resps = _normalise(batch, geometry, response, cfg, keep=kept)
     prep, model, terms = _pipeline(cfg)
     seeds, data = prep(blocks, geos, resps)
     result, info = fitmod.fit_events(model, data, seeds, cfg.fit_config, terms_fn=terms,
@@ -264,6 +273,8 @@ def reconstruct_batch(batch, geometry, response,
         out[f"nll_{d}"] = np.asarray(result.nll_terms[d], np.float64)
     out["status"] = np.asarray(info.status, np.int32)
     out["n_iter"] = np.asarray(info.n_iter, np.int32)
+    if cfg.staged and "ground" in kept:
+        _staged_columns(out, kept["ground"])
     for d, (dev, e_dev, v_dev, n_ch) in _gof_fn(cfg)(result.shower, data).items():
         n_ch = np.asarray(n_ch, np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -276,6 +287,30 @@ def reconstruct_batch(batch, geometry, response,
     for f in FIELDS:
         out[f"seed_{f}"] = np.asarray(getattr(seeds, f), np.float64)
     return out
+
+
+def _staged_columns(out, pre):
+    """The columns of a staged fit (``ReconstructionConfig.ground_geometry``) from the ground
+    arrays' pre-fit ``pre``: ``status`` converged only when both stages converged (else the
+    pre-fit's status; no column of its own: ``joint.io.columns`` declares none), and the
+    geometry fields' errors and
+    covariance block (the joint fit held them fixed; cross terms with the other fields are
+    left 0). Events whose pre-fit was not finite kept a seed's geometry: their geometry errors
+    are NaN. Modifies ``out`` in place."""
+    g_status = np.asarray(pre["status"], np.int32)
+    out["status"] = np.where((out["status"] == fitmod.CONVERGED) & (g_status != fitmod.CONVERGED),
+                             g_status, out["status"]).astype(np.int32)
+    idx = [FIELDS.index(f) for f in GROUND_GEOMETRY_FIELDS]
+    n_f = len(FIELDS)
+    cov = out["reco_covariance"].reshape(-1, n_f, n_f).copy()
+    g_cov = np.asarray(pre["reco_covariance"], np.float64).reshape(-1, n_f, n_f)
+    finite = np.all(np.isfinite([pre[f"reco_{f}"] for f in GROUND_GEOMETRY_FIELDS]), axis=0)
+    block = np.ix_(idx, idx)
+    for b in range(cov.shape[0]):
+        cov[b][block] = g_cov[b][block] if finite[b] else np.nan
+    out["reco_covariance"] = cov.reshape(len(cov), -1)
+    for f in GROUND_GEOMETRY_FIELDS:
+        out[f"reco_{f}_err"] = np.where(finite, pre[f"reco_{f}_err"], np.nan)
 
 
 #: size of the straggler pass's sub-batches (events left at MAX_ITER are refitted in batches of

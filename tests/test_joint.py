@@ -92,3 +92,93 @@ def test_joint_km2a_wfcta_from_the_command_line_with_nights_without_wfcta(tmp_pa
     table = read_reco(out)
     assert table["reco_zenith"].unit == u.deg and table["energy"].unit == u.TeV
     assert table["ra"].unit == u.deg and len(table) == 16
+
+
+# ---------------------------------------------------------------------------------------------
+# the staged joint fit: the ground arrays set the geometry (issue 16)
+# ---------------------------------------------------------------------------------------------
+def test_staged_config_fixes_the_geometry_only_with_images_and_a_ground_array():
+    """WFCTA with a ground array: the final fit frees energy, Xmax, muon scale and t0, not the
+    geometry; the ground pre-fit's configuration is the ground arrays' own fit (one compilation
+    shared with a KM2A+WCDA fit) and is not staged; without images or with ground_geometry off
+    the geometry is free."""
+    from joint.config import GROUND_GEOMETRY_FIELDS, config_for
+    from joint.pipeline import _ground_config
+
+    three = config_for(("km2a", "wcda", "wfcta"))
+    assert three.staged
+    free = set(three.fit_config.free)
+    assert not free & set(GROUND_GEOMETRY_FIELDS)
+    assert {"log10_energy", "xmax", "log_muon_scale", "t0"} <= free
+    assert config_for(("km2a", "wfcta")).staged
+    ground = _ground_config(three)
+    assert ground == config_for(("km2a", "wcda")) and not ground.staged
+    assert set(GROUND_GEOMETRY_FIELDS) <= set(ground.fit_config.free)
+    off = config_for(("km2a", "wcda", "wfcta"), ground_geometry=False)
+    assert not off.staged and set(GROUND_GEOMETRY_FIELDS) <= set(off.fit_config.free)
+    assert not config_for(("km2a",)).staged
+
+
+def test_staged_columns_take_the_ground_fits_geometry_errors_and_status():
+    """The staged fit's output: status converged only when both stages converged, the geometry
+    errors and covariance block from the ground pre-fit, NaN where the pre-fit failed."""
+    from detectors.shower import FIELDS
+    from joint.config import GROUND_GEOMETRY_FIELDS
+    from joint.pipeline import _staged_columns
+
+    n, k = 4, len(FIELDS)
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(n, k, k))
+    g_cov = a @ a.transpose(0, 2, 1)
+    joint_cov = np.zeros((n, k, k))
+    joint_cov[:, 4:, 4:] = np.eye(k - 4)
+    out = {"status": np.array([0, 0, 1, 0], np.int32),
+           "reco_covariance": joint_cov.reshape(n, -1)}
+    pre = {"status": np.array([0, 1, 0, 0], np.int32), "reco_covariance": g_cov.reshape(n, -1)}
+    for j, f in enumerate(FIELDS):
+        out[f"reco_{f}_err"] = np.zeros(n)
+        pre[f"reco_{f}"] = rng.normal(size=n)
+        pre[f"reco_{f}_err"] = np.sqrt(g_cov[:, j, j])
+    pre["reco_core_x"][3] = np.nan
+    _staged_columns(out, pre)
+    assert "ground_status" not in out  # not a declared output column (joint.io.columns)
+    np.testing.assert_array_equal(out["status"], [0, 1, 1, 0])
+    cov = out["reco_covariance"].reshape(n, k, k)
+    idx = [FIELDS.index(f) for f in GROUND_GEOMETRY_FIELDS]
+    np.testing.assert_array_equal(cov[:3][:, idx][:, :, idx], g_cov[:3][:, idx][:, :, idx])
+    assert np.all(np.isnan(cov[3][np.ix_(idx, idx)]))
+    np.testing.assert_array_equal(cov[:, 4:, 4:], joint_cov[:, 4:, 4:])
+    for f in GROUND_GEOMETRY_FIELDS:
+        np.testing.assert_array_equal(out[f"reco_{f}_err"][:3], pre[f"reco_{f}_err"][:3])
+        assert np.isnan(out[f"reco_{f}_err"][3])
+
+
+@pytest.mark.slow
+def test_staged_joint_fit_keeps_the_ground_fits_geometry():
+    """KM2A+WFCTA protons at 1 PeV (8 events): the staged joint fit's core and direction are
+    the KM2A fit's (same events, same configuration as the pre-fit), while its Xmax is the
+    images' (closer to the truth than KM2A's)."""
+    from joint.config import config_for, detector_setup
+    from joint.event import pad_batch
+    from joint.io.schema import to_event_batch
+    from joint.pipeline import reconstruct_batch
+    from joint.simulation import simulate_records
+
+    dets = ("km2a", "wfcta")
+    lays, geos, resps = detector_setup(dets)
+    rec, _ = simulate_records(8, primary="proton", detectors=dets, cores_on="wfcta", seed=5,
+                              log10_energy_range=(6.0, 6.0), km2a_layout=lays["km2a"],
+                              wfcta_layout=lays["wfcta"])
+    batch, _ = pad_batch(to_event_batch(rec, km2a=lays["km2a"], wfcta=lays["wfcta"],
+                                        as_jax=False), 8)
+    joint = reconstruct_batch(batch, geos, resps, config_for(dets))
+    ground = reconstruct_batch(batch, geos, resps, config_for(("km2a",)))
+    assert np.all((joint["status"] != 0) | (ground["status"] == 0))
+    for f in ("core_x", "core_y", "zenith", "azimuth"):
+        np.testing.assert_allclose(joint[f"reco_{f}"], ground[f"reco_{f}"], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(joint[f"reco_{f}_err"], ground[f"reco_{f}_err"], rtol=1e-6)
+    ok = (joint["status"] == 0)
+    assert ok.sum() >= 6
+    dx_joint = np.abs(joint["reco_xmax"] - rec["true_xmax"])[ok]
+    dx_km2a = np.abs(ground["reco_xmax"] - rec["true_xmax"])[ok]
+    assert np.median(dx_joint) < np.median(dx_km2a)

@@ -55,7 +55,8 @@ def test_charge_moments_match_particle_level_simulation(setup):
     lay, geo, resp = setup
     resp = resp._replace(noise_rate_hz=np.zeros_like(resp.noise_rate_hz))
     s = _shower(lay, lg=4.7)
-    phys = wcda.WCDAPhysics(is_gamma=1.0)
+    # the particle-level moments (the model uncertainty κ is on top of them: off here)
+    phys = wcda.WCDAPhysics(is_gamma=1.0, model_rel_sigma=0.0)
     e = wcda.expected(s, geo, resp, phys)
     sim = jax.jit(jax.vmap(lambda k: wcda.simulate(k, s, geo, resp, phys, age_sigma=0.0)[0].cells.signal))
     q = np.asarray(sim(jax.random.split(jax.random.PRNGKey(0), 300)))
@@ -178,3 +179,84 @@ def test_wcda_pulls_small_sample():
     for f, r in res.items():
         assert 0.7 < r["robust_std"] < 1.35, (f, r)
         assert abs(r["mean"]) < 0.4, (f, r)
+
+
+# ---------------------------------------------------------------------------------------------
+# the model-uncertainty term κ (WCDAPhysics.model_rel_sigma, issue 16)
+# ---------------------------------------------------------------------------------------------
+def test_model_uncertainty_off_reduces_to_the_particle_level_model(setup):
+    """κ = 0: the predicted variance-to-mean ratio is the particle-level one (``cell_fano``) and
+    the nll equals the one computed from it; κ > 0 at 1 PeV adds κ²μ to it; κ(E) is switched
+    off at TeV energies."""
+    lay, geo, resp = setup
+    s = _shower(lay, lg=6.0)
+    off = wcda.WCDAPhysics(model_rel_sigma=0.0)
+    e = wcda.expected(s, geo, resp, off)
+    f0 = wcda.cell_fano(e.cell_em, e.cell_muons, *wcda._yields(
+        shower_plane_coordinates(s, geo.cell_pos)[0], resp, off), resp.spe_resolution, off)
+    np.testing.assert_array_equal(np.asarray(e.cell_fano), np.asarray(f0))
+    obs = wcda.simulate(jax.random.PRNGKey(1), s, geo, resp, off)[0]
+    old = wcda.nll(obs, e.prediction._replace(cell_fano=f0), geo, resp)
+    assert float(wcda.nll(obs, e.prediction, geo, resp)) == float(old)
+    on = wcda.WCDAPhysics(model_rel_sigma=0.25, model_sigma_core_radius_m=20.0)
+    e_on = wcda.expected(s, geo, resp, on)
+    k = float(wcda.model_rel_sigma(s, on))
+    assert 0.24 < k <= 0.25
+    r = np.asarray(shower_plane_coordinates(s, geo.cell_pos)[0])
+    k_r = k * (1.0 - np.exp(-r / 20.0))  # grows from the core
+    np.testing.assert_allclose(np.asarray(e_on.cell_fano), np.asarray(f0) + k_r ** 2
+                               * np.asarray(e.cell_pe), rtol=1e-9)
+    flat = wcda.expected(s, geo, resp, on._replace(model_sigma_core_radius_m=0.0))
+    np.testing.assert_allclose(np.asarray(flat.cell_fano), np.asarray(f0) + k * k
+                               * np.asarray(e.cell_pe), rtol=1e-9)
+    assert float(wcda.nll(obs, e_on.prediction, geo, resp)) != float(old)
+    assert float(wcda.model_rel_sigma(_shower(lay, lg=4.0), on)) < 0.005  # 10 TeV: off
+
+
+def _charge_density(q, mu, fano):
+    """exp(−nll) of one hit cell's charge alone (no noise, time at its expectation, times the
+    time density's normalisation) [1/PE]."""
+    from detectors.channel import counting_channel_nll
+
+    one = jnp.ones_like(q)
+    sigma_t = 2.0
+    nll = counting_channel_nll(q, 0.0 * one, one > 0, one > 0, mu * one, fano * one, 0.0 * one,
+                               sigma_t * one, 0.3, 1e9, 0.0, 1000.0, lambda x: -x)
+    return np.exp(-np.asarray(nll, np.float64)) * np.sqrt(2 * np.pi) * sigma_t
+
+
+@pytest.mark.parametrize("kappa", [0.0, 0.25, 0.35])
+def test_model_uncertainty_density_normalised_with_the_stated_variance(kappa):
+    """With F = F₀ + κ²μ the cell's charge density integrates to 1 (with the empty-cell
+    probability) and its variance is F₀μ + (κμ)² (μ = 800 PE, F₀ = 6 PE; float32, as the
+    global x64 switch would leak into other tests' cached programs). The scaled
+    Poisson is a density in q only to ~1% down to μ/F ≈ 8 effective counts (κ ≤ 0.35 here; at
+    κ = 0.5, μ/F ≈ 4 and it integrates to 1.014: detectors.channel's docstring)."""
+    mu, f0 = 800.0, 6.0
+    fano = f0 + kappa ** 2 * mu
+    q = np.linspace(0.3, 6000.0, 400_001)
+    p = _charge_density(jnp.asarray(q, jnp.float32), mu, fano)
+    dq = q[1] - q[0]
+    norm = p.sum() * dq + np.exp(-mu / fano)
+    mean = (q * p).sum() * dq
+    var = (q * q * p).sum() * dq - mean ** 2
+    assert abs(norm - 1.0) < 0.01, norm
+    assert abs(mean / mu - 1.0) < 0.01, mean
+    assert abs(var / (f0 * mu + (kappa * mu) ** 2) - 1.0) < 0.03, var
+
+
+def test_model_uncertainty_lowers_an_outlier_cells_pull():
+    """A cell 2.5× above its mean (a sub-shower lump): the nll's gradient with respect to the
+    mean charge — the pull the cell exerts on the fit — falls as κ grows."""
+    from detectors.channel import counting_channel_nll
+
+    def nll(mu, kappa, q):
+        fano = 6.0 + kappa ** 2 * mu
+        return counting_channel_nll(q, 0.0, True, True, mu, fano, 0.0, 2.0, 0.3, 1e9, 0.0,
+                                    1000.0, lambda x: -x)
+    grad = jax.grad(nll)
+    pulls = [abs(float(grad(800.0, k, 2000.0))) for k in (0.0, 0.1, 0.25, 0.5)]
+    typical = [abs(float(grad(800.0, k, 830.0))) for k in (0.0, 0.25)]
+    assert all(a > b for a, b in zip(pulls, pulls[1:])), pulls
+    assert pulls[2] < 0.25 * pulls[0], pulls  # κ = 0.25: the lump pulls > 4× less
+    assert typical[1] < pulls[2]  # a cell near its mean still pulls less than the outlier
