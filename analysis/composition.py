@@ -49,6 +49,17 @@ SIM_SPECTRAL_INDEX = -1.0
 FLUX_SPECTRAL_INDEX = -2.7
 #: exponent of Ne in the muon-richness variable log10(Nmu / Ne^b)
 NMU_NE_EXPONENT = 0.86
+#: the methods of the composition table: the Dist baseline (WFCTA image centroid, geometry of the
+#: KM2A fit), WFCTA alone (KM2A geometry), KM2A alone (its Xmax and Nμ/Ne), joint (Xmax), joint
+#: with its Nμ/Ne (Fisher discriminant)
+TABLE_METHODS = ("dist", "wfcta", "km2a", "joint", "joint_nmu")
+TABLE_TITLES = {"dist": "Dist (KM2A geometry)", "wfcta": "WFCTA alone (KM2A geometry)",
+                "km2a": "KM2A alone (Xmax+Nmu/Ne)", "joint": "joint (Xmax)",
+                "joint_nmu": "joint + Nmu/Ne"}
+#: true log10(E/GeV) bins of the composition table (0.3–3 PeV)
+TABLE_EDGES = (5.5, 5.75, 6.0, 6.25, 6.5)
+#: purity the light selection of each method is tuned to on the training half [M]
+TABLE_PURITY = 0.90
 
 
 def is_light(mass_number, light=LIGHT_MASSES):
@@ -613,19 +624,6 @@ def _round(x, nd=1):
 # ------------------------------------------------------------------------------------------------
 # the composition table (issue 16): five methods on the same events, per energy bin and mass
 # ------------------------------------------------------------------------------------------------
-#: the methods of the composition table: the Dist baseline (WFCTA image centroid, geometry of the
-#: KM2A fit), WFCTA alone (KM2A geometry), KM2A alone (its Xmax and Nμ/Ne), joint (Xmax), joint
-#: with its Nμ/Ne (Fisher discriminant)
-TABLE_METHODS = ("dist", "wfcta", "km2a", "joint", "joint_nmu")
-TABLE_TITLES = {"dist": "Dist (KM2A geometry)", "wfcta": "WFCTA alone (KM2A geometry)",
-                "km2a": "KM2A alone (Xmax+Nmu/Ne)", "joint": "joint (Xmax)",
-                "joint_nmu": "joint + Nmu/Ne"}
-#: true log10(E/GeV) bins of the composition table (0.3–3 PeV)
-TABLE_EDGES = (5.5, 5.75, 6.0, 6.25, 6.5)
-#: purity the light selection of each method is tuned to on the training half [M]
-TABLE_PURITY = 0.90
-
-
 def binomial_fraction(k_weight, n_weight, n_weight2=None):
     """Fraction p = k/n and its binomial error sqrt(p(1−p)/n_eff); with event weights, ``k`` and
     ``n`` are sums of weights and n_eff = n²/Σw² (``n_weight2`` = Σw² of the n events; None:

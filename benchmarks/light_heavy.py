@@ -23,6 +23,18 @@ random half of the events (per mass), evaluated on the other half; events weight
 mix ``DEFAULT_COMPOSITION`` {H 0.30, He 0.30, CNO 0.15, Fe 0.25} [M] with E^-2.7. Nmu/Ne:
 from the method's own KM2A fit (joint) or the KM2A-alone fit (WFCTA alone, KM2A alone).
 
+Composition table (issue 16, ``analysis.composition.composition_table``), the same events for
+five methods: Dist (``analysis.dist_xmax``: the image centroid's angular distance from the KM2A
+direction, calibrated in Dist, R_p, viewing angle and size with image quality cuts, telescopes
+combined; calibrated on one half of the events, applied to the other), WFCTA alone (KM2A
+geometry), KM2A alone (Fisher of its Xmax and Nmu/Ne), joint (Xmax cut), joint + Nmu/Ne
+(Fisher). Per true log10(E/GeV) bin 5.5–5.75–6.0–6.25–6.5 and mass: Xmax 68% half-width, std,
+bias; for the light selection (cut tuned to 90% purity on the training half, applied to the test
+half): purity and efficiency N_light,sel / N_light,all with binomial errors, N_light,all counting
+every hybrid light event of the test half (failed fits and events without a usable image
+included, never selected). ``--load-raw`` of an older file without the per-telescope image
+columns gives no Dist estimate.
+
 The computations live in ``analysis.composition`` (shared with the example notebook
 ``examples/xmax_light_heavy.ipynb``); this script formats the tables and draws the figures.
 """
