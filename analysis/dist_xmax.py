@@ -10,6 +10,16 @@ simulation (``calibrate``), removes the bias of light emitted after the maximum 
 centroid lags the maximum), as LHAASO's Dist–Xmax relation does.
 
 Pure jax.numpy for one event (vmap over events); ``calibrate`` is numpy.
+
+The method as LHAASO uses it (issue 16; numpy, per event and telescope): :func:`telescope_features`
+(Dist, the impact distance R_p of the telescope from the axis, the viewing angle, X_dist, the
+ground's slant depth) at a given geometry — the KM2A fit's or the truth; :func:`image_leakage`
+and :func:`quality_cuts` (size, leakage, distance of the centroid from the camera edge, [M]
+values stated below); :class:`DistCalibration`: a smooth regression of Xmax in (Dist, R_p,
+log size, sec θ, viewing angle, X_dist) fitted on one simulated sample and applied to another,
+the telescopes of an event combined by a weighted mean with σ per R_p bin and size tercile.
+``benchmarks/dist_baseline.py`` measures it; ``analysis.composition`` uses it in the composition
+table.
 """
 from __future__ import annotations
 
