@@ -192,6 +192,11 @@ def quality_cuts(size, hillas_x, hillas_y, length, leakage=None, min_size=MIN_SI
     return ok
 
 
+#: the calibration polynomial is quadratic when the sample has at least this many images per
+#: coefficient, else linear (small samples, e.g. the notebook's fast mode) [M]
+MIN_IMAGES_PER_COEFF = 3
+
+
 def _design(f, log_size, deg=2):
     """Design matrix of the calibration: a full polynomial of degree ``deg`` in the scaled
     features u = (Dist/5°, R_p/200 m, log10(size/1000 PE), sec θ − 1.15, view/5°) plus the
@@ -202,8 +207,8 @@ def _design(f, log_size, deg=2):
     cols = [np.ones_like(u[0])]
     for a in range(len(u)):
         cols.append(u[a])
-        for b in range(a, len(u)):
-            if deg >= 2:
+        if deg >= 2:
+            for b in range(a, len(u)):
                 cols.append(u[a] * u[b])
     cols.append(xg)
     cols += [xg * ua for ua in u]
@@ -230,14 +235,20 @@ class DistCalibration:
     rp_edges: tuple = RP_EDGES
     ridge: float = 1e-3
     n_images: int = 0
+    deg: int = 2
 
     @classmethod
-    def fit(cls, features, log_size, keep, xmax_true, ridge=1e-3, rp_edges=RP_EDGES):
+    def fit(cls, features, log_size, keep, xmax_true, ridge=1e-3, rp_edges=RP_EDGES, deg=None):
         """Fit on per-telescope ``features`` (dict of (B, T) arrays, :func:`telescope_features`),
         ``log_size`` = log10 size (B, T), ``keep`` (B, T) bool (quality cuts) and the true Xmax
-        (B,) of each event."""
+        (B,) of each event. ``deg``: degree of the polynomial (None: 2, or 1 when there are
+        fewer than :data:`MIN_IMAGES_PER_COEFF` images per coefficient)."""
         y = np.broadcast_to(np.asarray(xmax_true, float)[:, None], keep.shape)
-        a = _design(features, log_size)
+        if deg is None:
+            a = _design(features, log_size, 2)
+            n_ok = int((keep & np.all(np.isfinite(a), -1) & np.isfinite(y)).sum())
+            deg = 2 if n_ok >= MIN_IMAGES_PER_COEFF * a.shape[-1] else 1
+        a = _design(features, log_size, deg)
         ok = keep & np.all(np.isfinite(a), -1) & np.isfinite(y)
         A, Y = a[ok], y[ok]
         if A.shape[0] <= A.shape[1]:
@@ -249,11 +260,11 @@ class DistCalibration:
         res = Y - A @ coeffs
         size_edges = np.percentile(log_size[ok], [100 / 3, 200 / 3])
         table = _sigma_table(features["rp"][ok], log_size[ok], res, rp_edges, size_edges)
-        return cls(coeffs, table, size_edges, tuple(rp_edges), ridge, int(ok.sum()))
+        return cls(coeffs, table, size_edges, tuple(rp_edges), ridge, int(ok.sum()), int(deg))
 
     def per_telescope(self, features, log_size, keep):
         """(Xmax_i, σ_i), each (B, T); NaN where an image fails the cuts."""
-        a = _design(features, log_size)
+        a = _design(features, log_size, self.deg)
         x = a @ self.coeffs
         ir = np.clip(np.searchsorted(self.rp_edges, features["rp"], side="right") - 1, 0,
                      len(self.rp_edges) - 2)

@@ -152,6 +152,11 @@ def test_calibration_rejects_bad_images_and_needs_enough():
     assert np.isfinite(xe[5:]).all()
     with pytest.raises(ValueError):
         D.DistCalibration.fit({k: v[:3] for k, v in f.items()}, s[:3], keep[:3] | True, x[:3])
+    # a small sample falls back to the linear polynomial, which still fits a linear relation
+    assert cal.deg == 2
+    small = D.DistCalibration.fit({k: v[:20] for k, v in f.items()}, s[:20],
+                                  np.ones((20, 3), bool), x[:20])
+    assert small.deg == 1 and small.n_images == 60
 
 
 def test_image_leakage_counts_the_outer_ring():
