@@ -30,7 +30,9 @@ __all__ = ["LIGHT_MASSES", "MASS_NAMES", "MASSES", "METHODS", "ENERGY_EDGES", "i
            "purity_efficiency", "efficiency_at_purity", "threshold_at_purity", "ElongationCut",
            "nmu_ne_variable", "FisherDiscriminant", "robust_stats", "binned_stats",
            "energy_resolution", "flux_weights", "split_halves", "method_configs",
-           "simulate_sample", "reconstruct_sample", "run_sample", "quality_mask", "summarise"]
+           "simulate_sample", "reconstruct_sample", "run_sample", "quality_mask", "summarise",
+           "TABLE_METHODS", "TABLE_EDGES", "TABLE_PURITY", "binomial_fraction",
+           "selection_counts", "composition_table", "dist_xmax_cross"]
 
 #: mass numbers counted as light (H, He)
 LIGHT_MASSES = (1, 4)
@@ -47,6 +49,17 @@ SIM_SPECTRAL_INDEX = -1.0
 FLUX_SPECTRAL_INDEX = -2.7
 #: exponent of Ne in the muon-richness variable log10(Nmu / Ne^b)
 NMU_NE_EXPONENT = 0.86
+#: the methods of the composition table: the Dist baseline (WFCTA image centroid, geometry of the
+#: KM2A fit), WFCTA alone (KM2A geometry), KM2A alone (its Xmax and Nμ/Ne), joint (Xmax), joint
+#: with its Nμ/Ne (Fisher discriminant)
+TABLE_METHODS = ("dist", "wfcta", "km2a", "joint", "joint_nmu")
+TABLE_TITLES = {"dist": "Dist (KM2A geometry)", "wfcta": "WFCTA alone (KM2A geometry)",
+                "km2a": "KM2A alone (Xmax+Nmu/Ne)", "joint": "joint (Xmax)",
+                "joint_nmu": "joint + Nmu/Ne"}
+#: true log10(E/GeV) bins of the composition table (0.3–3 PeV)
+TABLE_EDGES = (5.5, 5.75, 6.0, 6.25, 6.5)
+#: purity the light selection of each method is tuned to on the training half [M]
+TABLE_PURITY = 0.90
 
 
 def is_light(mass_number, light=LIGHT_MASSES):
@@ -418,6 +431,11 @@ def reconstruct_sample(records, batch_size=None, methods=METHODS, setup=None, pr
 
         outs[m] = reconstruct_records(batch, geos, resps, cfgs[m], batch_size, observables,
                                       progress=report)
+        if m == "wfcta":
+            # leakage of the cleaned images, for the Dist method's quality cuts
+            from analysis.dist_xmax import image_leakage
+
+            outs[m]["wfcta_leakage"] = image_leakage(batch.wfcta, geos["wfcta"], resps["wfcta"])
         seconds[m] = time.perf_counter() - t0
         if progress:
             progress(f"reconstructed {m}: {n} events in {seconds[m]:.0f} s")
@@ -487,7 +505,7 @@ def _separation(x, lg, nmn, light, w, train, test, purities):
 
 
 def summarise(records, outs, purities=(0.90, 0.95), edges=ENERGY_EDGES, split_seed=0,
-              composition=None):
+              composition=None, table_edges=TABLE_EDGES, table_purity=None, dist_geometry=None):
     """Every figure of the study from simulated records and the three reconstructions.
 
     Returns a dict: ``status`` (census per method), ``n_quality``; ``xmax`` (per method, per
@@ -500,7 +518,10 @@ def summarise(records, outs, purities=(0.90, 0.95), edges=ENERGY_EDGES, split_se
     the Xmax cut and of the Fisher discriminant, test half, flux-weighted, relative to the
     analysed light events and — ``eff_at_purity_hybrid`` — to all hybrid light events);
     ``mean_xmax`` (per
-    method and mass: mean reconstructed Xmax); and ``events`` (per-event columns for plots)."""
+    method and mass: mean reconstructed Xmax); ``table`` (the composition table of the five
+    :data:`TABLE_METHODS`, Dist included: :func:`composition_table` in ``table_edges``, cuts
+    tuned to ``table_purity`` (default :data:`TABLE_PURITY`) on the training half, flux
+    weights); and ``events`` (per-event columns for plots)."""
     a = np.rint(np.asarray(records["true_mass_number"], float)).astype(int)
     light = is_light(a)
     lg_true = np.asarray(records["true_log10_energy"], float)
@@ -522,7 +543,7 @@ def summarise(records, outs, purities=(0.90, 0.95), edges=ENERGY_EDGES, split_se
         if d in records:
             hybrid &= np.asarray(records[d]) > 0
     in_pev = (lg_true >= pev[0]) & (lg_true <= pev[1])
-    masks = {}
+    masks, sep_scores = {}, {}
     for m, out in outs.items():
         st = np.asarray(out["status"])
         summary["status"][m] = {str(k): int((st == k).sum()) for k in range(4)}
@@ -574,11 +595,14 @@ def summarise(records, outs, purities=(0.90, 0.95), edges=ENERGY_EDGES, split_se
                 row["analysed_light_fraction"] = frac
                 row["eff_at_purity_hybrid"] = {p: e * frac for p, e in row["eff_at_purity"].items()}
         summary["separation"][m] = sep
+        sep_scores[m] = (np.where(ok_sep, s_x, np.nan), np.where(ok_sep, s_2, np.nan))
         summary["events"][m] = {"quality": ok.tolist(), "reco_xmax": _round(out["reco_xmax"]),
                                 "reco_log10_energy": _round(lg, 4), "nmu_ne": _round(nmn, 4),
                                 "score_xmax": _round(s_x, 3), "score_xmax_nmu": _round(s_2, 4),
                                 "status": st.tolist()}
     summary["n_hybrid"] = int(hybrid.sum())
+    summary["table"] = _table(records, outs, masks, sep_scores, hybrid, train, w, table_edges,
+                              table_purity, dist_geometry)
     # every method on the same events: those all of them analysed
     common = np.logical_and.reduce(list(masks.values())) if masks else np.zeros(a.size, bool)
     summary["xmax_common"] = {"n": int(common.sum()), "methods": {}}
@@ -595,3 +619,176 @@ def summarise(records, outs, purities=(0.90, 0.95), edges=ENERGY_EDGES, split_se
 def _round(x, nd=1):
     x = np.asarray(x, float)
     return [None if not np.isfinite(v) else round(float(v), nd) for v in x]
+
+
+# ------------------------------------------------------------------------------------------------
+# the composition table (issue 16): five methods on the same events, per energy bin and mass
+# ------------------------------------------------------------------------------------------------
+def binomial_fraction(k_weight, n_weight, n_weight2=None):
+    """Fraction p = k/n and its binomial error sqrt(p(1−p)/n_eff); with event weights, ``k`` and
+    ``n`` are sums of weights and n_eff = n²/Σw² (``n_weight2`` = Σw² of the n events; None:
+    unit weights, n_eff = n). NaN when n = 0."""
+    k, n = float(k_weight), float(n_weight)
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = k / n
+    n_eff = n if n_weight2 is None else n * n / float(n_weight2)
+    return p, float(np.sqrt(max(p * (1.0 - p), 0.0) / n_eff))
+
+
+def selection_counts(selected, light, population, weights=None):
+    """Purity and efficiency of a light selection on a ``population`` of events (bool masks):
+    N_light,all = light events of the population (a failed fit is in it, not selected);
+    purity = N_light,sel / (N_light,sel + N_heavy,sel), efficiency = N_light,sel / N_light,all,
+    with binomial errors (:func:`binomial_fraction`; weights: sums of weights, effective
+    counts). Returns a dict with the unweighted counts too."""
+    sel = np.asarray(selected, bool) & np.asarray(population, bool)
+    light = np.asarray(light, bool)
+    pop = np.asarray(population, bool)
+    w = np.ones(sel.shape) if weights is None else np.asarray(weights, float)
+    wl_sel, w_sel = w[sel & light].sum(), w[sel].sum()
+    wl_all = w[pop & light].sum()
+    q2 = None if weights is None else (w[sel] ** 2).sum()
+    e2 = None if weights is None else (w[pop & light] ** 2).sum()
+    pur, pur_err = binomial_fraction(wl_sel, w_sel, q2)
+    eff, eff_err = binomial_fraction(wl_sel, wl_all, e2)
+    return {"n_light_all": int((pop & light).sum()), "n_light_sel": int((sel & light).sum()),
+            "n_heavy_sel": int((sel & ~light).sum()), "purity": pur, "purity_err": pur_err,
+            "efficiency": eff, "efficiency_err": eff_err}
+
+
+def composition_table(xmax, analysed, scores, true_xmax, true_log10_energy, mass_number,
+                      population, train, weights=None, purity=TABLE_PURITY, edges=TABLE_EDGES,
+                      masses=MASSES):
+    """The composition table of every method (all numpy; dicts keyed by method):
+
+    xmax : reconstructed Xmax (n,); analysed : (n,) bool, the events whose Xmax the method
+        reports (quality cuts passed); scores : light-likeness (higher = lighter; NaN = no
+        score, never selected).
+    population : (n,) bool, every triggered hybrid event (the same for all methods);
+    train : (n,) bool, the training half: the cut of each method is the lowest score threshold
+        reaching ``purity`` on the analysed training events (:func:`threshold_at_purity`,
+        ``weights``); purity and efficiency are measured on the test half (``population &
+        ~train``), per true-energy bin and over the whole range, N_light,all counting every light
+        event of the population (failed fits and cut events included).
+    Xmax per mass and bin (:func:`binned_stats` of reco − true; std, 68% half-width, median
+    bias) on each method's analysed events of the whole population (the trained cuts do not
+    touch Xmax; the Dist calibration must be out of sample, :func:`dist_xmax_cross`)."""
+    a = np.rint(np.asarray(mass_number, float)).astype(int)
+    light = is_light(a)
+    lg = np.asarray(true_log10_energy, float)
+    xt = np.asarray(true_xmax, float)
+    pop = np.asarray(population, bool)
+    train = np.asarray(train, bool)
+    w = np.ones(a.size) if weights is None else np.asarray(weights, float)
+    edges = np.asarray(edges, float)
+    nb = len(edges) - 1
+    in_bin = [(lg >= edges[i]) & ((lg < edges[i + 1]) if i < nb - 1 else (lg <= edges[i + 1]))
+              for i in range(nb)]
+    table = {"edges": edges.tolist(), "purity_target": float(purity), "methods": {}}
+    for m in xmax:
+        x = np.asarray(xmax[m], float)
+        ok = np.asarray(analysed[m], bool) & pop & np.isfinite(x)
+        s = np.where(ok, np.asarray(scores[m], float), np.nan)
+        res = {"xmax": {}, "analysed_fraction": float(ok[pop].mean()) if pop.any() else np.nan}
+        dx = x - xt
+        for mm in masses:
+            sel = ok & (a == mm)
+            res["xmax"][MASS_NAMES[mm]] = {"bins": binned_stats(lg[sel], dx[sel], edges),
+                                           "all": robust_stats(dx[sel])}
+        tr = train & np.isfinite(s)
+        thr = (threshold_at_purity(s[tr], light[tr], purity, w[tr])
+               if (tr & light).any() else float("nan"))
+        chosen = np.isfinite(s) & (s >= thr) if np.isfinite(thr) else np.zeros(a.size, bool)
+        test = pop & ~train
+        res["threshold"] = thr
+        res["selection"] = {"bins": [selection_counts(chosen, light, test & b, w) for b in in_bin],
+                            "all": selection_counts(chosen, light, test, w)}
+        table["methods"][m] = res
+    return table
+
+
+def dist_xmax_cross(records, out, train, geometry=None, progress=None):
+    """The Dist estimate (``analysis.dist_xmax.DistCalibration``) of every event from the WFCTA
+    image parameters of ``out`` (the "wfcta" method: Hillas parameters and geometry of the KM2A
+    fit; ``wfcta_leakage`` when present) — calibrated on the true Xmax of the hybrid events of
+    one half and applied to the other (``cross``: each event out of sample), and calibrated on
+    the training half only (``train_cal``: for the selection, trained on that half). Returns a
+    dict of (n,) arrays, NaN where no image passes the cuts (or a calibration failed: ``error``).
+    """
+    from analysis import dist_xmax as D
+
+    n = len(records["event_id"])
+    res = {"cross": np.full(n, np.nan), "train_cal": np.full(n, np.nan),
+           "n_images": np.zeros(n, int)}
+    need = ("hillas_size", "hillas_x", "hillas_y", "hillas_length", "reco_core_x")
+    if out is None or not all(k in out for k in need):
+        res["error"] = "no WFCTA image parameters"
+        return res
+    if geometry is None:
+        from joint.config import detector_setup
+
+        geometry = detector_setup(("wfcta",))[1]["wfcta"]
+    cols = {k: np.asarray(v) for k, v in out.items() if k.startswith(("hillas_", "reco_"))}
+    f, ls, keep = D.dist_xmax_event_features(cols, geometry, "reco",
+                                             leakage=out.get("wfcta_leakage"))
+    hybrid = np.ones(n, bool)
+    for d in ("present_km2a", "present_wfcta"):
+        if d in records:
+            hybrid &= np.asarray(records[d]) > 0
+    keep &= hybrid[:, None]
+    xt = np.asarray(records["true_xmax"], float)
+    train = np.asarray(train, bool)
+    sub = lambda m: ({k: v[m] for k, v in f.items()}, ls[m], keep[m])
+    try:
+        for half in (train, ~train):
+            cal = D.DistCalibration.fit(*sub(half), xt[half])
+            x, _, nimg = cal.predict(*sub(~half))
+            res["cross"][~half] = x
+            res["n_images"][~half] = nimg
+            if half is train:
+                res["train_cal"] = cal.predict(f, ls, keep)[0]
+                res["calibration_images"] = cal.n_images
+    except (ValueError, np.linalg.LinAlgError) as err:
+        res["error"] = str(err)
+        res["cross"][:] = np.nan
+        res["train_cal"][:] = np.nan
+    return res
+
+
+def _table(records, outs, masks, sep_scores, hybrid, train, w, edges, purity, dist_geometry):
+    """:func:`composition_table` of the :data:`TABLE_METHODS` available in ``outs``."""
+    a = np.rint(np.asarray(records["true_mass_number"], float)).astype(int)
+    lg_true = np.asarray(records["true_log10_energy"], float)
+    x_true = np.asarray(records["true_xmax"], float)
+    xmax, analysed, scores = {}, {}, {}
+    dist = dist_xmax_cross(records, outs.get("wfcta"), train, dist_geometry)
+    if "wfcta" in outs:
+        # Dist: out-of-sample Xmax; the selection: the calibration of the training half, Xmax
+        # centred on its elongation in the energy of the KM2A fit (Dist measures no energy)
+        e_src = outs["km2a"] if "km2a" in outs else outs["wfcta"]
+        lg = np.asarray(e_src["reco_log10_energy"], float)
+        xmax["dist"] = dist["cross"]
+        analysed["dist"] = hybrid & np.isfinite(dist["cross"])
+        xd = dist["train_cal"]
+        fit_on = train & hybrid & np.isfinite(xd) & np.isfinite(lg)
+        try:
+            cut = ElongationCut.fit(lg[fit_on], xd[fit_on], w[fit_on])
+            scores["dist"] = np.where(hybrid, cut.score(lg, xd), np.nan)
+        except ValueError:
+            scores["dist"] = np.full(a.size, np.nan)
+    for m, v in (("wfcta", 0), ("km2a", 1), ("joint", 0), ("joint_nmu", 1)):
+        src = "joint" if m == "joint_nmu" else m
+        if src in outs:
+            xmax[m] = np.asarray(outs[src]["reco_xmax"], float)
+            analysed[m] = masks[src]
+            scores[m] = sep_scores[src][v]
+    tab = composition_table(xmax, analysed, scores, x_true, lg_true, a, hybrid, train, w,
+                            TABLE_PURITY if purity is None else purity, edges)
+    # every method's Xmax on the events all of them analysed
+    common = np.logical_and.reduce([analysed[m] for m in xmax]) if xmax else hybrid & False
+    tab["common"] = {"n": int(common.sum()), "methods": {m: {
+        MASS_NAMES[mm]: robust_stats((xmax[m] - x_true)[common & (a == mm)])
+        for mm in MASSES if (a == mm).any()} for m in xmax}}
+    tab["dist_info"] = {k: v for k, v in dist.items() if not isinstance(v, np.ndarray)}
+    return tab

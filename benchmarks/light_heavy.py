@@ -23,6 +23,18 @@ random half of the events (per mass), evaluated on the other half; events weight
 mix ``DEFAULT_COMPOSITION`` {H 0.30, He 0.30, CNO 0.15, Fe 0.25} [M] with E^-2.7. Nmu/Ne:
 from the method's own KM2A fit (joint) or the KM2A-alone fit (WFCTA alone, KM2A alone).
 
+Composition table (issue 16, ``analysis.composition.composition_table``), the same events for
+five methods: Dist (``analysis.dist_xmax``: the image centroid's angular distance from the KM2A
+direction, calibrated in Dist, R_p, viewing angle and size with image quality cuts, telescopes
+combined; calibrated on one half of the events, applied to the other), WFCTA alone (KM2A
+geometry), KM2A alone (Fisher of its Xmax and Nmu/Ne), joint (Xmax cut), joint + Nmu/Ne
+(Fisher). Per true log10(E/GeV) bin 5.5–5.75–6.0–6.25–6.5 and mass: Xmax 68% half-width, std,
+bias; for the light selection (cut tuned to 90% purity on the training half, applied to the test
+half): purity and efficiency N_light,sel / N_light,all with binomial errors, N_light,all counting
+every hybrid light event of the test half (failed fits and events without a usable image
+included, never selected). ``--load-raw`` of an older file without the per-telescope image
+columns gives no Dist estimate.
+
 The computations live in ``analysis.composition`` (shared with the example notebook
 ``examples/xmax_light_heavy.ipynb``); this script formats the tables and draws the figures.
 """
@@ -45,6 +57,9 @@ for p in (str(ROOT), str(HERE)):
 
 from analysis import composition as C  # noqa: E402
 
+#: the 2-D (per telescope) output columns kept by --raw (the Dist method's inputs)
+DIST_COLUMNS = ("hillas_size", "hillas_x", "hillas_y", "hillas_length", "hillas_width",
+                "wfcta_leakage")
 METHOD_TITLES = {"wfcta": "WFCTA (geometry: KM2A fit)", "km2a": "KM2A alone",
                  "joint": "KM2A+WFCTA joint"}
 MASS_COLOURS = {"H": "tab:red", "He": "tab:orange", "CNO": "tab:green", "Fe": "tab:blue"}
@@ -160,6 +175,56 @@ def format_tables(summary, info=None):
                      + " ".join(f"{_f(r['train_cut_on_test'][p]['purity'], '8.2f')}/"
                                 f"{_f(r['train_cut_on_test'][p]['efficiency'], '.2f'):<8s}"
                                 for p in purs))
+    return L
+
+
+def format_composition_table(table):
+    """The composition table of ``summary["table"]`` (issue 16) as text lines: per method, mass
+    and true-energy bin the Xmax figures; per method and bin the light selection's purity and
+    efficiency with binomial errors; the Xmax of every method on the events all analysed."""
+    L = []
+    edges = table["edges"]
+    labs = [f"{edges[i]:.2f}-{edges[i + 1]:.2f}" for i in range(len(edges) - 1)] + [
+        f"{edges[0]:.2f}-{edges[-1]:.2f}"]
+    methods = [m for m in C.TABLE_METHODS if m in table["methods"]]
+    L.append("## Composition table: Xmax_rec − Xmax_true [g/cm²] per true log10(E/GeV) bin, per "
+             "mass, each method's analysed events: n, 68% half-width (16-84%), std, bias (median)")
+    L.append(f"{'method':26s} {'mass':4s} | " + " | ".join(f"{lab:>22s}" for lab in labs))
+    for m in methods:
+        t = table["methods"][m]
+        for mass, x in t["xmax"].items():
+            cells = x["bins"] + [x["all"]]
+            L.append(f"{C.TABLE_TITLES[m][:26]:26s} {mass:4s} | " + " | ".join(
+                f"{c['n']:4d} {_f(c['half68'], '5.1f')} {_f(c['std'], '5.1f')} "
+                f"{_f(c['median'], '+5.1f')}" for c in cells))
+    L.append("")
+    L.append(f"## Light (H+He) selection: cut of each method tuned to purity "
+             f"{table['purity_target']:.2f} on the training half (flux-weighted), applied to the "
+             "test half; per true-energy bin: purity ± err | efficiency ± err = N_light,sel / "
+             "N_light,all (every hybrid light event, failed fits and cut events included; "
+             "flux-weighted, binomial errors with effective counts) and the unweighted counts")
+    L.append(f"{'method':26s} {'':4s} | " + " | ".join(f"{lab:>22s}" for lab in labs))
+    for m in methods:
+        t = table["methods"][m]
+        cells = t["selection"]["bins"] + [t["selection"]["all"]]
+        L.append(f"{C.TABLE_TITLES[m][:26]:26s} {'pur':4s} | " + " | ".join(
+            f"{_f(c['purity'], '9.2f')} ± {_f(c['purity_err'], '.2f'):<10s}" for c in cells))
+        L.append(f"{'':26s} {'eff':4s} | " + " | ".join(
+            f"{_f(c['efficiency'], '4.2f')}±{_f(c['efficiency_err'], '.2f'):4s} "
+            f"{c['n_light_sel']:4d}/{c['n_light_all']:<4d}" for c in cells))
+        L.append(f"{'':26s} {'':4s}   (threshold {_f(t['threshold'], '.3g')}, analysed "
+                 f"{_f(t['analysed_fraction'], '.2f')} of the hybrid events)")
+    L.append("")
+    com = table["common"]
+    L.append(f"## The same {com['n']} events for every method of the table (analysed by all): "
+             "Xmax n, 68% half-width, std, bias per mass, whole range")
+    for m in methods:
+        L.append(f"{C.TABLE_TITLES[m][:26]:26s} | " + " | ".join(
+            f"{k} {r['n']:3d} {_f(r['half68'], '5.1f')} {_f(r['std'], '5.1f')} "
+            f"{_f(r['median'], '+5.1f')}" for k, r in com["methods"][m].items()))
+    di = table.get("dist_info", {})
+    if di:
+        L.append(f"# Dist: {di}")
     return L
 
 
@@ -302,7 +367,9 @@ def save_raw(path, rec, outs, info):
     cols = {k: np.asarray(v) for k, v in rec.items()
             if isinstance(v, np.ndarray) and v.ndim == 1}
     for m, out in outs.items():
-        cols.update({f"{m}:{k}": np.asarray(v) for k, v in out.items() if np.ndim(v) == 1})
+        # 1-D columns, and the per-telescope image parameters the Dist method needs
+        cols.update({f"{m}:{k}": np.asarray(v) for k, v in out.items()
+                     if np.ndim(v) == 1 or (np.ndim(v) == 2 and k.startswith(DIST_COLUMNS))})
     cols["info"] = np.array(json.dumps(_jsonable(info)))
     np.savez_compressed(path, **cols)
 
@@ -355,6 +422,8 @@ def main(argv=None):
         save_raw(args.raw, rec, outs, info)
     summary = C.summarise(rec, outs)
     print("\n".join(format_tables(summary, info)))
+    print()
+    print("\n".join(format_composition_table(summary["table"])))
     if args.plots:
         for p in make_figures(summary, args.plots):
             print(f"# figure {p}")

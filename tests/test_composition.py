@@ -247,3 +247,101 @@ def test_summarise_on_a_synthetic_sample():
         for k in ("H", "He", "CNO", "Fe", "all"):
             assert len(s["xmax"][m][k]["bins"]) == len(s["edges"]) - 1
             assert sum(b["n"] for b in s["xmax"][m][k]["bins"]) == s["xmax"][m][k]["all"]["n"]
+
+
+# ------------------------------------------------------------------------------------------------
+# the composition table (issue 16): counting with failed fits, binomial errors
+# ------------------------------------------------------------------------------------------------
+def test_selection_counts_count_failed_fits_in_n_light_all():
+    # light: events 0-4; event 2 failed (NaN score), event 4 is outside the population
+    light = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0, 0], bool)
+    score = np.array([5.0, 4.0, np.nan, 1.0, 3.0, 6.0, 0.5, np.nan, 2.0, 4.5])
+    pop = np.ones(10, bool)
+    pop[4] = False
+    sel = np.isfinite(score) & (score >= 3.0)
+    c = C.selection_counts(sel, light, pop)
+    # by hand from the inputs: light in the population 0,1,2,3; selected light 0,1; heavy 5,9
+    n_all = sum(1 for i in range(10) if light[i] and pop[i])
+    n_ls = sum(1 for i in range(10) if light[i] and pop[i] and sel[i])
+    n_hs = sum(1 for i in range(10) if not light[i] and pop[i] and sel[i])
+    assert (c["n_light_all"], c["n_light_sel"], c["n_heavy_sel"]) == (n_all, n_ls, n_hs)
+    assert n_all == 4  # the failed fit is counted, the event outside the population is not
+    assert c["efficiency"] == pytest.approx(n_ls / n_all)
+    assert c["purity"] == pytest.approx(n_ls / (n_ls + n_hs))
+    p, e = n_ls / (n_ls + n_hs), n_ls / n_all
+    assert c["purity_err"] == pytest.approx(math.sqrt(p * (1 - p) / (n_ls + n_hs)))
+    assert c["efficiency_err"] == pytest.approx(math.sqrt(e * (1 - e) / n_all))
+    # weights: sums of weights, effective counts n²/Σw²
+    w = np.arange(1.0, 11.0)
+    cw = C.selection_counts(sel, light, pop, w)
+    wl_all = w[light & pop].sum()
+    wl_sel = w[light & pop & sel].sum()
+    e = wl_sel / wl_all
+    n_eff = wl_all ** 2 / (w[light & pop] ** 2).sum()
+    assert cw["efficiency"] == pytest.approx(e)
+    assert cw["efficiency_err"] == pytest.approx(math.sqrt(e * (1 - e) / n_eff))
+    # nothing selected: purity undefined, efficiency 0
+    c0 = C.selection_counts(np.zeros(10, bool), light, pop)
+    assert math.isnan(c0["purity"]) and c0["efficiency"] == 0.0
+
+
+def test_composition_table_trains_on_one_half_and_counts_per_bin():
+    rng = np.random.default_rng(11)
+    n = 400
+    a = rng.choice([1, 4, 14, 56], n)
+    light = C.is_light(a)
+    lg = rng.uniform(5.5, 6.5, n)
+    xt = 700 - 25 * np.log(a) + rng.normal(0, 20, n)
+    x = xt + rng.normal(3.0, 10.0, n)
+    analysed = rng.random(n) > 0.2           # 20% failed fits or cut events
+    score = x - 650.0
+    pop = rng.random(n) > 0.05               # a few non-hybrid events
+    train = rng.random(n) < 0.5
+    edges = (5.5, 6.0, 6.5)
+    t = C.composition_table({"m": x}, {"m": analysed}, {"m": score}, xt, lg, a, pop, train,
+                            purity=0.8, edges=edges)
+    r = t["methods"]["m"]
+    # the threshold is the one reaching the purity on the analysed training events
+    tr = train & analysed & pop
+    assert r["threshold"] == C.threshold_at_purity(score[tr], light[tr], 0.8)
+    chosen = analysed & pop & (score >= r["threshold"])
+    test = pop & ~train
+    for i, b in enumerate(r["selection"]["bins"]):
+        inb = (lg >= edges[i]) & ((lg < edges[i + 1]) if i == 0 else (lg <= edges[i + 1]))
+        n_all = int((test & inb & light).sum())      # failed fits included
+        n_ls = int((test & inb & light & chosen).sum())
+        n_hs = int((test & inb & ~light & chosen).sum())
+        assert (b["n_light_all"], b["n_light_sel"], b["n_heavy_sel"]) == (n_all, n_ls, n_hs)
+        assert b["efficiency"] == pytest.approx(n_ls / n_all)
+        assert b["purity"] == pytest.approx(n_ls / (n_ls + n_hs))
+        # the failed light fits lower the efficiency: it is at most the analysed fraction
+        assert b["efficiency"] <= (test & inb & light & analysed).sum() / n_all + 1e-12
+    al = r["selection"]["all"]
+    assert al["n_light_all"] == int((test & light).sum())
+    # Xmax per mass and bin on the analysed events of the population
+    for mm in (1, 56):
+        s = r["xmax"][C.MASS_NAMES[mm]]["all"]
+        sel = analysed & pop & (a == mm)
+        assert s["n"] == sel.sum()
+        assert s["median"] == pytest.approx(np.median((x - xt)[sel]))
+    assert r["analysed_fraction"] == pytest.approx((analysed & pop).sum() / pop.sum())
+
+
+def test_summarise_has_the_composition_table_of_five_methods():
+    rec, outs = _synthetic_sample()
+    s = C.summarise(rec, outs)
+    t = s["table"]
+    assert set(t["methods"]) == set(C.TABLE_METHODS)
+    a = np.rint(rec["true_mass_number"]).astype(int)
+    hybrid = (rec["present_km2a"] > 0) & (rec["present_wfcta"] > 0)
+    test = hybrid & ~C.split_halves(a, 0)
+    for m, r in t["methods"].items():
+        # N_light,all is the same for every method: every hybrid light test event
+        assert r["selection"]["all"]["n_light_all"] == int((test & C.is_light(a)).sum())
+        assert len(r["selection"]["bins"]) == len(C.TABLE_EDGES) - 1
+    # no image parameters in the synthetic outputs: Dist has no estimate and selects nothing
+    assert "error" in t["dist_info"]
+    assert t["methods"]["dist"]["selection"]["all"]["efficiency"] == 0.0
+    # joint + Nmu/Ne (nearly a mass meter here) beats the joint Xmax cut at the same purity
+    eff = {m: t["methods"][m]["selection"]["all"]["efficiency"] for m in ("joint", "joint_nmu")}
+    assert eff["joint_nmu"] > eff["joint"]
