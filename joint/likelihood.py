@@ -41,8 +41,17 @@ __all__ = ["detector_model", "joint_model", "XmaxPrior", "xmax_prior_residual"]
 
 
 def _scoring(module, physics):
+    """A detector module as a ScoringModel. A module with ``predict_event(shower, observed,
+    geometry, response, physics)`` (WFCTA: nuisances profiled against the event's data, a
+    prediction that also carries the priors' residuals) predicts with it; others with
+    ``predict``."""
+    event = getattr(module, "predict_event", None)
+    if event is not None:
+        pred = lambda s, d: event(s, d.observed, d.geometry, d.response, physics)
+    else:
+        pred = lambda s, d: module.predict(s, d.geometry, d.response, physics)
     return ScoringModel(
-        predict=lambda s, d: module.predict(s, d.geometry, d.response, physics),
+        predict=pred,
         loss=lambda e, d: module.nll(d.observed, e, d.geometry, d.response, physics),
         weights=lambda e, d: module.information_weights(e, d.geometry, d.response, physics))
 
