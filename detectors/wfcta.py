@@ -484,7 +484,7 @@ def profile_nuisances(shower, observed: Observed, geometry: Geometry, response: 
         step = -jnp.linalg.solve(jnp.where(ok, c, jnp.eye(k, dtype=dtype)), jnp.where(ok, g, 0.0))
         step = jnp.clip(step, -NUISANCE_MAX_STEP_SIGMA * sig, NUISANCE_MAX_STEP_SIGMA * sig)
         new = jnp.clip(nu + jnp.where(jnp.isfinite(step), step, 0.0), *NUISANCE_BOUNDS)
-        return new, (jv, c, w)
+        return new.astype(dtype), (jv, c, w)
 
     nu, (jv, c, w) = jax.lax.scan(body, jnp.ones(k, dtype), None, length=int(physics.nuisance_steps))
     return nu, jv[-1], c[-1], w[-1]
