@@ -22,11 +22,22 @@ def x64():
     jax.config.update("jax_enable_x64", old)
 
 
+#: a lighter image model for speed (32 slices instead of 64; 2 of the 6 telescopes below)
+BASE = wfcta.WFCTAPhysics(n_slices=32)
+
+
 @pytest.fixture(scope="module")
 def setup(x64):
     lay = wfcta_layout()
     geo = wfcta.Geometry.from_layout(lay)
-    return lay, geo, wfcta.Response.nominal(geo)
+    resp = wfcta.Response.nominal(geo)
+    keep = np.array([0, 1])
+    geo = geo._replace(tel_pos=geo.tel_pos[keep], tel_axis=geo.tel_axis[keep],
+                       tel_e_az=geo.tel_e_az[keep], tel_e_el=geo.tel_e_el[keep],
+                       pixel_live=geo.pixel_live[keep])
+    resp = resp._replace(pixel_gain=resp.pixel_gain[keep], tel_efficiency=resp.tel_efficiency[keep],
+                         nsb_pe=resp.nsb_pe[keep])
+    return lay, geo, resp
 
 
 def _shower(lay, lg=6.0, xmax=650.0):
@@ -63,17 +74,17 @@ def test_profile_recovers_simulated_width_and_lateral_scale(setup):
     no more than the prior can explain, and a few steps converge."""
     lay, geo, resp = setup
     s = _shower(lay)
-    truth = wfcta.DEFAULT_PHYSICS._replace(profile_width_scale=1.08, lateral_scale=0.85)
+    truth = BASE._replace(profile_width_scale=1.08, lateral_scale=0.85)
     obs = _observed(wfcta.expected(s, geo, resp, truth).pixel_pe)
-    weak = wfcta.WFCTAPhysics(nuisance_sigmas=(1.0, 1.0), nuisance_steps=5)
+    weak = BASE._replace(nuisance_sigmas=(1.0, 1.0), nuisance_steps=5)
     nu = np.asarray(jax.jit(lambda s: wfcta.profile_nuisances(s, obs, geo, resp, weak)[0])(s))
     np.testing.assert_allclose(nu, [1.08, 0.85], atol=2e-3)
     # with the default priors: shrunk towards 1, but most of the way there
-    ph = wfcta.WFCTAPhysics(nuisance_sigmas=wfcta.NUISANCE_SIGMAS, nuisance_steps=5)
+    ph = BASE._replace(nuisance_sigmas=wfcta.NUISANCE_SIGMAS, nuisance_steps=5)
     nu2 = np.asarray(jax.jit(lambda s: wfcta.profile_nuisances(s, obs, geo, resp, ph)[0])(s))
     assert 1.04 < nu2[0] <= 1.08 + 1e-3 and 0.85 - 1e-3 <= nu2[1] < 0.9
     # only the lateral nuisance on: width stays at 1, lateral found
-    lat = wfcta.WFCTAPhysics(nuisance_sigmas=(0.0, 1.0), nuisance_steps=5)
+    lat = BASE._replace(nuisance_sigmas=(0.0, 1.0), nuisance_steps=5)
     pred = jax.jit(lambda s: wfcta.predict_event(s, obs, geo, resp, lat))(s)
     assert pred.nuisance_residual.shape == (1,)
     assert float(pred.nuisance[0]) == 1.0 and abs(float(pred.nuisance[1]) - 0.85) < 0.03
@@ -88,9 +99,9 @@ def test_profiled_gradient_matches_finite_differences(setup):
 
     lay, geo, resp = setup
     s = _shower(lay)
-    obs, _ = wfcta.simulate(jax.random.PRNGKey(3), s, geo, resp)
+    obs, _ = wfcta.simulate(jax.random.PRNGKey(3), s, geo, resp, BASE)
     data = WFCTAData(geo, resp, obs)
-    ph = wfcta.WFCTAPhysics(nuisance_sigmas=wfcta.NUISANCE_SIGMAS, nuisance_steps=6)
+    ph = BASE._replace(nuisance_sigmas=wfcta.NUISANCE_SIGMAS, nuisance_steps=6)
     model = detector_model("wfcta", ph)
 
     def shower_at(t):
@@ -100,11 +111,16 @@ def test_profiled_gradient_matches_finite_differences(setup):
         return model.predict(shower_at(t), data)
 
     t0 = jnp.array([6.02, 6.3])
-    jac = jax.jacfwd(pred)(t0)
-    p0 = pred(t0)
-    dloss = jax.grad(model.loss)(p0, data)
-    grad = sum(jnp.tensordot(d, j, axes=d.ndim) for d, j in
-               zip(jax.tree_util.tree_leaves(dloss), jax.tree_util.tree_leaves(jac)))
+
+    @jax.jit
+    def fitter_grad(t):
+        jac = jax.jacfwd(pred)(t)
+        p0 = pred(t)
+        dloss = jax.grad(model.loss)(p0, data)
+        return p0, sum(jnp.tensordot(d, j, axes=d.ndim) for d, j in
+                       zip(jax.tree_util.tree_leaves(dloss), jax.tree_util.tree_leaves(jac)))
+
+    p0, grad = fitter_grad(t0)
     f = jax.jit(lambda t: model(shower_at(t), data))
     h = 1e-5
     fd = np.array([(float(f(t0.at[i].add(h))) - float(f(t0.at[i].add(-h)))) / (2 * h) for i in range(2)])
@@ -123,12 +139,13 @@ def test_profiled_bound_is_the_schur_complement(setup):
     lay, geo, resp = setup
     s = _shower(lay)
     sig = (0.05, 0.1)
-    on = wfcta.WFCTAPhysics(nuisance_sigmas=sig)
-    off = wfcta.WFCTAPhysics()
+    on = BASE._replace(nuisance_sigmas=sig)
+    off = BASE
     cfg = FitConfig(free=("log10_energy", "xmax"))
     ix = FIELDS.index("xmax")
-    b_on = float(jnp.sqrt(cramer_rao(lambda sh: wfcta.fisher_stats(sh, geo, resp, on), s, cfg)[ix, ix]))
-    b_off = float(jnp.sqrt(cramer_rao(lambda sh: wfcta.fisher_stats(sh, geo, resp, off), s, cfg)[ix, ix]))
+    bound = lambda ph: float(jnp.sqrt(jax.jit(lambda sh: cramer_rao(
+        lambda x: wfcta.fisher_stats(x, geo, resp, ph), sh, cfg))(s)[ix, ix]))
+    b_on, b_off = bound(on), bound(off)
 
     def mu(th):
         sh = s._replace(log10_energy=th[0], xmax=th[1] * 100.0)
@@ -136,8 +153,8 @@ def test_profiled_bound_is_the_schur_complement(setup):
                                                                    lateral_scale=th[3])))
 
     th = jnp.array([6.0, 6.5, 1.0, 1.0])
-    j = jax.jacfwd(mu)(th)
-    w = 1.0 / (resp.excess_noise * jnp.maximum(mu(th), 1e-6))
+    j, m = jax.jit(lambda t: (jax.jacfwd(mu)(t), mu(t)))(th)
+    w = 1.0 / (resp.excess_noise * jnp.maximum(m, 1e-6))
     info = (j * w[:, None]).T @ j + jnp.diag(jnp.array([0.0, 0.0, 1 / sig[0] ** 2, 1 / sig[1] ** 2]))
     direct = 100.0 * float(jnp.sqrt(jnp.linalg.inv(info)[1, 1]))
     assert b_on == pytest.approx(direct, rel=1e-6)
@@ -149,11 +166,11 @@ def test_nuisances_off_reproduce_the_old_model(setup):
     bound are the old scaled Poisson's, bit for bit."""
     lay, geo, resp = setup
     s = _shower(lay)
-    obs, _ = wfcta.simulate(jax.random.PRNGKey(1), s, geo, resp)
-    off = wfcta.WFCTAPhysics(nuisance_sigmas=(0.0, 0.0), model_rel_sigma=0.0)
+    obs, _ = wfcta.simulate(jax.random.PRNGKey(1), s, geo, resp, BASE)
+    off = BASE._replace(nuisance_sigmas=(0.0, 0.0), model_rel_sigma=0.0)
     p = wfcta.predict_event(s, obs, geo, resp, off)
     mu = wfcta.predict(s, geo, resp, off)
-    assert not isinstance(p, wfcta.Profiled)
+    assert off.n_slices == 32 and not isinstance(p, wfcta.Profiled)
     np.testing.assert_array_equal(np.asarray(p), np.asarray(mu))
     old = _old_channel_nll(obs, mu, geo, resp)
     np.testing.assert_array_equal(np.asarray(wfcta.channel_nll(obs, mu, geo, resp, off)), np.asarray(old))
@@ -173,14 +190,14 @@ def test_fit_with_nuisances_off_matches_the_old_likelihood(setup):
 
     lay, geo, resp = setup
     s = _shower(lay)
-    obs, _ = wfcta.simulate(jax.random.PRNGKey(2), s, geo, resp)
+    obs, _ = wfcta.simulate(jax.random.PRNGKey(2), s, geo, resp, BASE)
     data = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], WFCTAData(geo, resp, obs))
     old = ScoringModel(
-        predict=lambda sh, d: wfcta.expected(sh, d.geometry, d.response).pixel_pe,
+        predict=lambda sh, d: wfcta.expected(sh, d.geometry, d.response, BASE).pixel_pe,
         loss=lambda m, d: jnp.sum(_old_channel_nll(d.observed, m, d.geometry, d.response)),
         weights=lambda m, d: jnp.asarray(d.geometry.pixel_live, m.dtype)
         / (d.response.excess_noise * jnp.maximum(m, 1e-6)))
-    new = detector_model("wfcta", wfcta.WFCTAPhysics(nuisance_sigmas=(0.0, 0.0)))
+    new = detector_model("wfcta", BASE._replace(nuisance_sigmas=(0.0, 0.0)))
     seed = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], s._replace(xmax=600.0, log10_energy=5.9))
     cfg = FitConfig(free=("log10_energy", "xmax"), n_iter=4, algorithm="scoring")
     r_old, _ = fit_events(old, data, seed, cfg)
@@ -208,9 +225,9 @@ def test_model_uncertainty_variance_term(setup):
     # in WFCTA: a bright pixel's weight drops, a dark one's does not
     lay = wfcta_layout()
     s = _shower(lay)
-    m = wfcta.predict(s, geo, resp)
-    w0 = np.ravel(np.asarray(wfcta.information_weights(m, geo, resp, wfcta.WFCTAPhysics())))
-    w1 = np.ravel(np.asarray(wfcta.information_weights(m, geo, resp, wfcta.WFCTAPhysics(model_rel_sigma=0.1))))
+    m = jax.jit(lambda sh: wfcta.predict(sh, geo, resp, BASE))(s)
+    w0 = np.ravel(np.asarray(wfcta.information_weights(m, geo, resp, BASE)))
+    w1 = np.ravel(np.asarray(wfcta.information_weights(m, geo, resp, BASE._replace(model_rel_sigma=0.1))))
     mm = np.ravel(np.asarray(m))
     bright, dark = np.argmax(mm), np.argmin(mm)
     assert w1[bright] < 0.5 * w0[bright] and w1[dark] == pytest.approx(w0[dark], rel=1e-6)
@@ -221,15 +238,15 @@ def test_bad_configuration_raises(setup):
 
     lay, geo, resp = setup
     s = _shower(lay)
-    obs = _observed(jnp.zeros(6 * 1024))
-    for bad in (wfcta.WFCTAPhysics(nuisance_sigmas=(-0.05, 0.1)),
-                wfcta.WFCTAPhysics(nuisance_sigmas=(0.05,)),
-                wfcta.WFCTAPhysics(model_rel_sigma=-0.1),
-                wfcta.WFCTAPhysics(nuisance_sigmas=(0.05, 0.1), nuisance_steps=0)):
+    obs = _observed(jnp.zeros(2 * 1024))
+    for bad in (BASE._replace(nuisance_sigmas=(-0.05, 0.1)),
+                BASE._replace(nuisance_sigmas=(0.05,)),
+                BASE._replace(model_rel_sigma=-0.1),
+                BASE._replace(nuisance_sigmas=(0.05, 0.1), nuisance_steps=0)):
         with pytest.raises(ValueError, match="WFCTAPhysics"):
             wfcta.predict_event(s, obs, geo, resp, bad)
     with pytest.raises(ValueError, match="σ_width must be ≥ 0"):
-        wfcta.check_physics(wfcta.WFCTAPhysics(nuisance_sigmas=(-1.0, 0.0)))
+        wfcta.check_physics(BASE._replace(nuisance_sigmas=(-1.0, 0.0)))
 
     class Settings:
         wfcta_nuisance_sigmas = (0.05, -0.1)
