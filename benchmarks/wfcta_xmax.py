@@ -106,7 +106,7 @@ def fitted_nuisances(rec, out, cfg):
         nu = wfcta.profile_nuisances(s, d.observed, d.geometry, d.response, phys)[0]
         full = jnp.ones(2, nu.dtype)
         for a, i in enumerate(active):
-            full = full.at[i].set(nu[a])
+            full = full.at[i].set(nu[a].astype(full.dtype))
         return full
 
     f = jax.jit(jax.vmap(one))

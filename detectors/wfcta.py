@@ -505,7 +505,7 @@ def _profiled_prediction(m_fn, nu_star, jv, c, w, sig, active, dtype):
     mu_hat = m + jv @ (nu_hat - nu_star)
     full = jnp.ones(2, dtype)
     for a, i in enumerate(active):
-        full = full.at[i].set(nu_hat[a])
+        full = full.at[i].set(nu_hat[a].astype(dtype))
     return mu_hat, (nu_hat - 1.0) / sig, full
 
 
