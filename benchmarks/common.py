@@ -71,6 +71,54 @@ def simulate_and_reconstruct(primary, log10_energy, n_events, seed, hypothesis, 
     return rec, out, {"simulate_s": t_sim, "reconstruct_s": t_reco, "thrown": thrown}
 
 
+_CLASSES: dict = {}
+
+
+def _nuisance_config_class():
+    """One subclass per process (equal configurations must compare equal: compilation caches)."""
+    if "nuis" not in _CLASSES:
+        import dataclasses
+
+        from joint.config import ReconstructionConfig
+
+        @dataclasses.dataclass(frozen=True)
+        class WFCTANuisanceConfig(ReconstructionConfig):
+            wfcta_nuisance_sigmas: tuple | None = None
+            wfcta_model_rel_sigma: float = 0.0
+
+        _CLASSES["nuis"] = WFCTANuisanceConfig
+    return _CLASSES["nuis"]
+
+
+def nuisance_config(base, sigmas=None, model_rel_sigma=0.0):
+    """``base`` (a ReconstructionConfig) with WFCTA's nuisance priors ``sigmas`` ((σ_width,
+    σ_lateral); None: ``detectors.wfcta.NUISANCE_SIGMAS``; (0, 0): off) and pixel model
+    uncertainty κ: the registry reads ``wfcta_nuisance_sigmas`` / ``wfcta_model_rel_sigma``
+    from the settings (joint.config's ReconstructionConfig does not carry them yet, so a
+    subclass here adds them; its repr keys the compiled programs)."""
+    import dataclasses
+
+    from joint.config import ReconstructionConfig
+
+    WFCTANuisanceConfig = _nuisance_config_class()
+    fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(ReconstructionConfig)}
+    return WFCTANuisanceConfig(**fields, wfcta_nuisance_sigmas=None if sigmas is None else tuple(sigmas),
+                               wfcta_model_rel_sigma=float(model_rel_sigma))
+
+
+def reconstruct(rec, cfg, batch_size=256):
+    """Reconstruct simulated records ``rec`` with ``cfg``: (output columns, seconds)."""
+    from joint.io.schema import to_event_batch
+    from lhaaso_joint.api import reconstruct_records
+
+    lays, geos, resps = detector_setup(cfg.detectors)
+    t0 = time.perf_counter()
+    batch = to_event_batch(rec, km2a=lays.get("km2a"), wcda=lays.get("wcda"),
+                           wfcta=lays.get("wfcta"), as_jax=False)
+    out = reconstruct_records(batch, geos, resps, cfg, batch_size=batch_size)
+    return out, time.perf_counter() - t0
+
+
 def crb_covariances(rec, hypothesis, cfg=None):
     """Cramér–Rao covariance (B, 8, 8) of every event at its TRUE shower, on the same active
     channels (around the true core), detectors and free parameters as the fit (``cfg``)."""

@@ -273,6 +273,18 @@ def _wcda_seed(blocks, geometry, response):
     return wcda_seed(blocks["wcda"], geometry.cell_pos, response)
 
 
+def _wfcta_physics(is_gamma, settings):
+    """WFCTA's fit physics: the profile-width and lateral-spread nuisances profiled under their
+    priors (``wfcta_nuisance_sigmas`` of the settings, default :data:`wfcta.NUISANCE_SIGMAS`;
+    (0, 0) = off) and the pixels' model uncertainty κ (``wfcta_model_rel_sigma``, default 0)."""
+    sig = getattr(settings, "wfcta_nuisance_sigmas", None)
+    sig = wfcta.NUISANCE_SIGMAS if sig is None else tuple(float(x) for x in sig)
+    phys = wfcta.WFCTAPhysics(is_gamma=is_gamma, nuisance_sigmas=sig,
+                              model_rel_sigma=float(getattr(settings, "wfcta_model_rel_sigma", 0.0)))
+    wfcta.check_physics(phys)
+    return phys
+
+
 _HITS = {"id": np.int32, "time": np.float64, "pe": np.float32}
 
 BUILT = ("km2a", "wcda", "wfcta")
@@ -312,7 +324,7 @@ register(DetectorSpec(
                       lambda lay, h: lay.index_of(h["tel"], h["pix"]),
                       optional={"time": np.float64}),),
     layout=_wfcta_layout,
-    physics=lambda is_gamma, s: wfcta.WFCTAPhysics(is_gamma=is_gamma),
+    physics=lambda is_gamma, s: _wfcta_physics(is_gamma, s),
     data=WFCTAData,
     select=lambda b, core, g, r, s: select_wfcta(b["wfcta"], g, r), measures_xmax=True,
     channel_kinds={"pixel": "wfcta"}))

@@ -41,8 +41,19 @@ Simulation (``simulate``)
 -------------------------
 Poisson photoelectrons of the signal and the background, excess noise (Gamma, variance
 (F − 1)·n), dead pixels, and shower-to-shower fluctuations of the profile's width (L scaled by
-1 + 0.05·N(0, 1) [M]) and of the lateral spread (f_lat × (1 + 0.1·N(0, 1)) [M]) that the fit
-model does not carry.
+1 + σ_w·N(0, 1), σ_w = :data:`WIDTH_SIGMA` = 0.035 from CORSIKA profiles, carried to PeV [M])
+and of the lateral spread (f_lat × (1 + σ_l·N(0, 1)), σ_l = :data:`LATERAL_SIGMA` = 0.1 [M]).
+
+Nuisances (``predict_event``)
+-----------------------------
+The two fluctuating scales are the fit's nuisances ν = (width scale, lateral scale) under
+Gaussian priors N(1, σ²) with the SAME σ (``WFCTAPhysics.nuisance_sigmas``; the registry's
+physics sets :data:`NUISANCE_SIGMAS`): for each trial shower a few Fisher-scoring steps on ν
+against the event's pixels give ν̂(shower); the prediction is μ(shower, ν̂) and the priors'
+residuals (ν̂ − 1)/σ enter the loss as ½ r², with the derivative of ν̂ in the shower parameters
+(implicit function theorem), so Fisher scoring's Jᵀ W J is the profiled information and
+``fisher_stats`` gives the bound of the same model (docs/nuisances.md). A relative model
+uncertainty κ (``model_rel_sigma``, 0 = off [M]) adds (κ μ_signal)² to each pixel's variance.
 
 Units: positions m (array frame, z relative to 4400 m), angles rad, depths g/cm², charges PE.
 """
@@ -56,12 +67,15 @@ import numpy as np
 from jax.scipy.special import gammaln, ndtr
 
 from .block import ChannelBlock
+from .channel import model_fano, scaled_poisson_nll
 from . import atmosphere, cherenkov, profile
 from .shower import REFERENCE_HEIGHT_M, Shower, direction, ground_slant_depth
 
 __all__ = ["Geometry", "Response", "WFCTAPhysics", "Expectation", "Observed", "expected",
            "predict", "nll", "channel_nll", "simulate", "information_weights", "fisher_stats",
-           "photon_efficiency", "camera_coordinates", "gof_counts", "DEFAULT_PHYSICS"]
+           "photon_efficiency", "camera_coordinates", "gof_counts", "DEFAULT_PHYSICS",
+           "Profiled", "predict_event", "profile_nuisances", "check_physics", "NUISANCE_SIGMAS",
+           "WIDTH_SIGMA", "LATERAL_SIGMA"]
 
 N_SIDE = 32
 
@@ -166,7 +180,8 @@ class WFCTAPhysics(NamedTuple):
     angular_model : "ads" (Arbeletche–de Souza ⊗ lateral spread, default) or "nerling"
     fluorescence_yield_per_mev : 20 photons/MeV in 300–430 nm [M] (0 disables fluorescence)
     profile_width_scale, lateral_scale : multiply the USP width L and lateral_fraction (the
-        simulation fluctuates them; 1 in the fit)
+        simulation fluctuates them by :data:`NUISANCE_SIGMAS`; 1 in the fit, where they are the
+        nuisances ν below)
     transmission : ``cherenkov.Transmission`` (Rayleigh [C], aerosols [M])
     cone_inside_level : level of the Cherenkov angular distribution inside the cone (θ < θ_em)
         relative to Arbeletche & de Souza's, c in π·(c + (1 − c)(θ/θ_em)²): 0.35, fitted to
@@ -177,6 +192,15 @@ class WFCTAPhysics(NamedTuple):
     cherenkov_scale : emitted Cherenkov photons relative to Nerling's yield × the profile:
         0.894, the median model/CORSIKA emission of 9 photon showers (40 GeV–1.4 TeV,
         ``simtel_mcshower_profiles.json``; the other 8 agree to 1.005 median with it)
+    nuisance_sigmas : (σ_width, σ_lateral) relative σ of the Gaussian priors N(1, σ²) on the two
+        scales when the fit profiles them (:func:`predict_event`); 0 = that nuisance off (fixed
+        at 1). Default here (0, 0): the bare model; the registry's WFCTA physics (what the
+        pipeline fits) sets :data:`NUISANCE_SIGMAS`. Negative values raise ValueError.
+    nuisance_steps : Gauss–Newton (Fisher-scoring) steps of the inner profile fit of ν, 3
+        (fixed count, ``lax.scan``: one copy of the image model in the compiled program)
+    model_rel_sigma : κ of the pixel variance F·μ + (κ·μ_signal)² (a relative model
+        uncertainty of the predicted shower light, e.g. the light model against CORSIKA), 0 [M]
+        = off (bit for bit the scaled Poisson); see :func:`channel.scaled_poisson_nll`
     """
 
     is_gamma: float = 0.0
@@ -190,9 +214,50 @@ class WFCTAPhysics(NamedTuple):
     angular_model: str = "ads"
     cone_inside_level: float = 0.35
     cherenkov_scale: float = 0.894
+    nuisance_sigmas: tuple = (0.0, 0.0)
+    nuisance_steps: int = 3
+    model_rel_sigma: float = 0.0
 
 
 DEFAULT_PHYSICS = WFCTAPhysics()
+
+#: Relative shower-to-shower spread of the Gaisser–Hillas profile width (X_max − X_0 and λ
+#: scaled together) [M, carried to PeV] and of the emitting electrons' lateral spread
+#: (``lateral_fraction``) [M]: the ONE place for both the simulation's fluctuations
+#: (:func:`simulate`'s defaults) and the fit's Gaussian priors (``nuisance_sigmas`` of the
+#: registry's physics). Width: measured from CORSIKA profiles (``benchmarks/profile_width_prior.py``,
+#: docs/nuisances.md); lateral: no CORSIKA lateral data of the emitting electrons here, kept at
+#: 0.10 [M].
+#: Width: 0.035 ± 0.012, the intrinsic spread of the 10 TeV photon profiles of
+#: ``corsika_77500_particle_slant.long`` (5 showers; the 0.5 TeV sim_telarray photons give
+#: 0.115 ± 0.027: the spread falls with energy as the cascade averages), carried unchanged to
+#: PeV hadrons [M] (their width fluctuations come from the first interactions, which do not
+#: average away; the one 100 TeV hadron profile has w = 0.99 of the model's USP width).
+WIDTH_SIGMA = 0.035
+LATERAL_SIGMA = 0.10
+NUISANCE_SIGMAS = (WIDTH_SIGMA, LATERAL_SIGMA)
+
+
+def check_physics(physics: WFCTAPhysics) -> None:
+    """Raise ValueError for an invalid nuisance / model-uncertainty configuration (static
+    Python values: checked at trace time)."""
+    sig = tuple(physics.nuisance_sigmas)
+    if len(sig) != 2:
+        raise ValueError(f"WFCTAPhysics.nuisance_sigmas must be (σ_width, σ_lateral), got {sig!r}")
+    for name, v in zip(("σ_width", "σ_lateral"), sig):
+        if not np.isfinite(float(v)) or float(v) < 0:
+            raise ValueError(f"WFCTAPhysics.nuisance_sigmas: {name} must be ≥ 0 (0 = off), got {v!r}")
+    if int(physics.nuisance_steps) < 1:
+        raise ValueError(f"WFCTAPhysics.nuisance_steps must be ≥ 1, got {physics.nuisance_steps!r}")
+    k = float(physics.model_rel_sigma)
+    if not np.isfinite(k) or k < 0:
+        raise ValueError(f"WFCTAPhysics.model_rel_sigma must be ≥ 0 (0 = off), got {physics.model_rel_sigma!r}")
+
+
+def _active_nuisances(physics) -> tuple:
+    """Indices (static) of the nuisances with a prior σ > 0."""
+    check_physics(physics)
+    return tuple(i for i, v in enumerate(physics.nuisance_sigmas) if float(v) > 0)
 
 
 class Expectation(NamedTuple):
@@ -362,51 +427,200 @@ def _lateral_angle(sl, dist, physics, atm=None):
 
 
 def predict(shower, geometry, response, physics=DEFAULT_PHYSICS):
-    """The likelihood's input: the mean PE per pixel (n_tel, 1024)."""
+    """The mean PE per pixel (n_tel, 1024) of the model with its nuisances at their nominal
+    value (ν = 1). The fit's prediction, which profiles the nuisances against the data, is
+    :func:`predict_event`."""
     return expected(shower, geometry, response, physics).pixel_pe
 
 
-def channel_nll(observed: Observed, mu, geometry: Geometry, response: Response):
-    """−ln L per pixel (n_tel · 1024,) for mean PE ``mu`` ((n_tel, 1024) or an Expectation)."""
-    if isinstance(mu, Expectation):
-        mu = mu.pixel_pe
+class Profiled(NamedTuple):
+    """WFCTA's prediction with profiled nuisances (:func:`predict_event`).
+
+    pixel_pe : (n_tel, 1024) mean PE at (shower, ν̂(shower))
+    nuisance_residual : (k,) (ν̂ − 1)/σ of the k active nuisances: enters the loss as ½ r²
+    nuisance : (2,) ν̂ = (profile-width scale, lateral scale) (1 where off); not in the loss
+    """
+
+    pixel_pe: jnp.ndarray
+    nuisance_residual: jnp.ndarray
+    nuisance: jnp.ndarray
+
+
+def _pixels(mu):
+    return mu.pixel_pe if isinstance(mu, (Profiled, Expectation)) else mu
+
+
+def _mu_at(shower, nu, active, geometry, response, physics):
+    """Raveled mean PE with the active nuisances set to ``nu`` (k,)."""
+    full = [1.0, 1.0]
+    for a, i in enumerate(active):
+        full[i] = nu[a]
+    ph = physics._replace(profile_width_scale=physics.profile_width_scale * full[0],
+                          lateral_scale=physics.lateral_scale * full[1])
+    return jnp.ravel(expected(shower, geometry, response, ph).pixel_pe)
+
+
+#: bounds of a profiled nuisance scale and the largest inner step in units of its prior σ
+NUISANCE_BOUNDS = (0.3, 3.0)
+NUISANCE_MAX_STEP_SIGMA = 3.0
+
+
+def profile_nuisances(shower, observed: Observed, geometry: Geometry, response: Response,
+                      physics: WFCTAPhysics):
+    """The inner fit of the active nuisances ν (k,) for a fixed ``shower`` (no derivative
+    through it): ``nuisance_steps`` Fisher-scoring steps from ν = 1 on the pixel nll + the
+    Gaussian priors ½((ν − 1)/σ)², each step bounded to ±3σ and ν to [0.3, 3].
+
+    Returns (ν*, J_ν (n_pix, k) and C (k, k) = J_νᵀ W J_ν + diag(1/σ²) and W (n_pix,) of the
+    last step's linearisation)."""
+    active = _active_nuisances(physics)
+    sig = jnp.asarray([float(physics.nuisance_sigmas[i]) for i in active])
+    s = jax.tree_util.tree_map(jax.lax.stop_gradient, shower)
+    dtype = jnp.result_type(*jax.tree_util.tree_leaves(s))
+    sig = sig.astype(dtype)
+    prec = 1.0 / sig ** 2
+    k = len(active)
+
+    def lin(nu):
+        f = lambda v: _mu_at(s, v, active, geometry, response, physics)
+        jv = jax.jacfwd(f)(nu)                       # (n_pix, k)
+        mu = f(nu)
+        dl = jax.grad(lambda m: jnp.sum(channel_nll(observed, m, geometry, response, physics)))(mu)
+        w = jnp.ravel(information_weights(mu, geometry, response, physics))
+        g = jv.T @ dl + (nu - 1.0) * prec
+        c = (jv * w[:, None]).T @ jv + jnp.diag(prec)
+        return g, c, jv, w
+
+    def body(nu, _):
+        g, c, jv, w = lin(nu)
+        ok = jnp.all(jnp.isfinite(g)) & jnp.all(jnp.isfinite(c))
+        step = -jnp.linalg.solve(jnp.where(ok, c, jnp.eye(k, dtype=dtype)), jnp.where(ok, g, 0.0))
+        step = jnp.clip(step, -NUISANCE_MAX_STEP_SIGMA * sig, NUISANCE_MAX_STEP_SIGMA * sig)
+        new = jnp.clip(nu + jnp.where(jnp.isfinite(step), step, 0.0), *NUISANCE_BOUNDS)
+        return new.astype(dtype), (jv, c, w)
+
+    nu, (jv, c, w) = jax.lax.scan(body, jnp.ones(k, dtype), None, length=int(physics.nuisance_steps))
+    return nu, jv[-1], c[-1], w[-1]
+
+
+def _profiled_prediction(m_fn, nu_star, jv, c, w, sig, active, dtype):
+    """The prediction at ν* whose derivative in the shower parameters carries dν̂/dθ of the
+    profile (implicit function theorem, Gauss–Newton form): with G = C⁻¹ J_νᵀ W,
+    ν̂(θ) = ν* − G (μ(θ, ν*) − μ(θ₀, ν*)), μ̂(θ) = μ(θ, ν*) + J_ν (ν̂(θ) − ν*). Values at θ₀
+    are μ(θ₀, ν*) and ν*; Jᵀ W J over (μ̂, (ν̂ − 1)/σ) is then the Schur complement of the
+    information (the profiled information, the same matrix as the bound with the nuisances
+    free under their priors)."""
+    m = m_fn(nu_star)
+    gmat = jax.lax.stop_gradient(jnp.linalg.solve(c, (jv * w[:, None]).T))   # (k, n_pix)
+    jv = jax.lax.stop_gradient(jv)
+    dm = m - jax.lax.stop_gradient(m)
+    nu_hat = nu_star - gmat @ dm
+    mu_hat = m + jv @ (nu_hat - nu_star)
+    full = jnp.ones(2, dtype)
+    for a, i in enumerate(active):
+        full = full.at[i].set(nu_hat[a].astype(dtype))
+    return mu_hat, (nu_hat - 1.0) / sig, full
+
+
+def predict_event(shower, observed: Observed, geometry: Geometry, response: Response,
+                  physics: WFCTAPhysics = DEFAULT_PHYSICS):
+    """The fit's prediction for one event. Without active nuisances (``nuisance_sigmas`` all 0):
+    :func:`predict` (the same array, bit for bit). With them: a :class:`Profiled` — the pixel
+    means at the nuisances profiled against this event's pixels (:func:`profile_nuisances`),
+    and the priors' residuals, with the derivative of ν̂ in the shower parameters
+    (:func:`_profiled_prediction`), so that Fisher scoring's Jᵀ W J is the profiled information
+    (docs/nuisances.md)."""
+    active = _active_nuisances(physics)
+    if not active:
+        return predict(shower, geometry, response, physics)
+    n_tel = jnp.shape(geometry.tel_pos)[0]
+    nu, jv, c, w = profile_nuisances(shower, observed, geometry, response, physics)
+    dtype = nu.dtype
+    sig = jnp.asarray([float(physics.nuisance_sigmas[i]) for i in active], dtype)
+    mu, r, full = _profiled_prediction(
+        lambda v: _mu_at(shower, jax.lax.stop_gradient(v), active, geometry, response, physics),
+        nu, jv, c, w, sig, active, dtype)
+    return Profiled(pixel_pe=mu.reshape(n_tel, N_SIDE * N_SIDE), nuisance_residual=r, nuisance=full)
+
+
+def _fano(mu, response: Response, physics):
+    """Per-pixel variance-to-mean ratio F_eff = F + κ² μ_signal²/μ (F itself when κ = 0)."""
+    kappa = 0.0 if physics is None else float(physics.model_rel_sigma)
+    if kappa == 0.0:
+        return response.excess_noise
+    signal = jnp.maximum(mu - jnp.ravel(jnp.broadcast_to(response.nsb_pe, jnp.shape(response.pixel_gain))), 0.0)
+    return model_fano(response.excess_noise, mu, signal, kappa)
+
+
+def channel_nll(observed: Observed, mu, geometry: Geometry, response: Response, physics=None):
+    """−ln L per pixel (n_tel · 1024,) for mean PE ``mu`` ((n_tel, 1024), an Expectation or a
+    Profiled): the scaled Poisson in q/F_eff (``channel.scaled_poisson_nll``), F_eff the excess
+    noise F, plus κ² μ_signal²/μ with ``physics.model_rel_sigma`` κ > 0."""
     p = observed.pixels
-    f = response.excess_noise
-    mu = jnp.maximum(jnp.ravel(mu), 1e-6)
+    mu = jnp.maximum(jnp.ravel(_pixels(mu)), 1e-6)
     q = jnp.maximum(jnp.where(p.valid, p.signal, 0.0), 0.0)
-    n_eff, mu_eff = q / f, mu / f
-    out = -(n_eff * jnp.log(mu_eff) - mu_eff - gammaln(n_eff + 1.0) - jnp.log(f))
+    out = scaled_poisson_nll(q, mu, _fano(mu, response, physics))
     return jnp.where(p.valid & jnp.ravel(geometry.pixel_live), out, 0.0)
 
 
 def nll(observed: Observed, mu, geometry: Geometry, response: Response, physics=None):
-    """Negative log-likelihood (scalar) of every valid pixel of every telescope. ``physics`` is
-    accepted for the common detector signature (the pixel likelihood has no physics option)."""
-    return jnp.sum(channel_nll(observed, mu, geometry, response))
+    """Negative log-likelihood (scalar) of every valid pixel of every telescope, plus ½ r² of
+    the nuisance priors when ``mu`` is a :class:`Profiled`. ``physics`` gives κ
+    (``model_rel_sigma``; None: 0)."""
+    total = jnp.sum(channel_nll(observed, mu, geometry, response, physics))
+    if isinstance(mu, Profiled):
+        total = total + 0.5 * jnp.sum(mu.nuisance_residual ** 2)
+    return total
 
 
 def gof_counts(observed: Observed, mu, geometry: Geometry, response: Response):
     """[(n_eff, μ_eff, mask)] of the pixels for ``channel.deviance_sums`` (q/F, μ/F)."""
     px = observed.pixels
     f = response.excess_noise
-    return [(jnp.maximum(px.signal, 0.0) / f, jnp.ravel(mu) / f,
+    return [(jnp.maximum(px.signal, 0.0) / f, jnp.ravel(_pixels(mu)) / f,
              px.valid & jnp.ravel(jnp.asarray(geometry.pixel_live)))]
 
 
 def information_weights(mu, geometry: Geometry, response: Response, physics=None):
-    """Expected information per predicted mean PE: live / (F μ)."""
-    return jnp.asarray(geometry.pixel_live, mu.dtype) / (response.excess_noise * jnp.maximum(mu, 1e-6))
+    """Expected information per predicted mean PE: live / Var = live / (F_eff μ); for a
+    :class:`Profiled`, 1 for the prior residuals and 0 for the nuisance values."""
+    if isinstance(mu, Profiled):
+        return Profiled(pixel_pe=information_weights(mu.pixel_pe, geometry, response, physics),
+                        nuisance_residual=jnp.ones_like(mu.nuisance_residual),
+                        nuisance=jnp.zeros_like(mu.nuisance))
+    shape = jnp.shape(mu)
+    m = jnp.maximum(jnp.ravel(mu), 1e-6)
+    w = jnp.ravel(jnp.asarray(geometry.pixel_live, m.dtype)) / (_fano(m, response, physics) * m)
+    return w.reshape(shape)
 
 
 def fisher_stats(shower, geometry, response, physics=DEFAULT_PHYSICS):
-    """(mean, variance, weight) for ``joint.fit.cramer_rao``: pixel PE, variance F μ."""
-    mu = jnp.ravel(predict(shower, geometry, response, physics))
-    return [(mu, response.excess_noise * mu, jnp.ravel(jnp.asarray(geometry.pixel_live, mu.dtype)))]
+    """(mean, variance, weight) for ``joint.fit.cramer_rao``: pixel PE with variance F_eff μ;
+    with active nuisances, the means of the model profiled on its own expectation (ν̂ = 1, the
+    Asimov data) with the derivative of ν̂ (:func:`_profiled_prediction`) and the priors'
+    residuals (variance 1): the bound of the model with its nuisances free under their priors."""
+    active = _active_nuisances(physics)
+    mu0 = jnp.ravel(predict(shower, geometry, response, physics))
+    live = jnp.ravel(jnp.asarray(geometry.pixel_live, mu0.dtype))
+    if not active:
+        return [(mu0, _fano(jnp.maximum(mu0, 1e-6), response, physics) * mu0, live)]
+    dtype = mu0.dtype
+    s0 = jax.tree_util.tree_map(jax.lax.stop_gradient, shower)
+    ones = jnp.ones(len(active), dtype)
+    jv = jax.jacfwd(lambda v: _mu_at(s0, v, active, geometry, response, physics))(ones)
+    m0 = jax.lax.stop_gradient(mu0)
+    w = live / (_fano(jnp.maximum(m0, 1e-6), response, physics) * jnp.maximum(m0, 1e-6))
+    sig = jnp.asarray([float(physics.nuisance_sigmas[i]) for i in active], dtype)
+    c = (jv * w[:, None]).T @ jv + jnp.diag(1.0 / sig ** 2)
+    mu, r, _ = _profiled_prediction(lambda v: _mu_at(shower, v, active, geometry, response, physics),
+                                    ones, jv, c, w, sig, active, dtype)
+    var = _fano(jnp.maximum(m0, 1e-6), response, physics) * m0
+    return [(mu, var, live), (r, jnp.ones_like(r), jnp.ones_like(r))]
 
 
 def simulate(key, shower: Shower, geometry: Geometry, response: Response,
-             physics: WFCTAPhysics = DEFAULT_PHYSICS, width_sigma=0.05, lateral_sigma=0.1,
-             dead_fraction=0.0):
+             physics: WFCTAPhysics = DEFAULT_PHYSICS, width_sigma=WIDTH_SIGMA,
+             lateral_sigma=LATERAL_SIGMA, dead_fraction=0.0):
     """Sample one event's WFCTA images (see the module docstring). Returns (Observed, triggered)
     with ``triggered`` = at least one pixel with ≥ 5 × its background above it (a simple image
     trigger [M])."""

@@ -15,6 +15,14 @@ lever arm); 384 + 96 is another 2× faster at 0.168°. Set ``n_ed = n_md = None`
 WCDA: the ``n_cells`` (1024) cells nearest to the seed core; WFCTA: every pixel of every
 telescope.
 
+Detector nuisances
+------------------
+A detector module with ``predict_event(shower, observed, geometry, response, physics)`` predicts
+with its event's data (WFCTA: the profile-width and lateral-spread nuisances profiled against the
+pixels under their priors; its prediction carries the priors' residuals, which its ``nll`` adds
+as ½ r² and its ``information_weights`` weigh with 1): the fitter's parameter vector stays the
+Shower's, and Fisher scoring's Jᵀ W J is the profiled information (docs/nuisances.md).
+
 Data layout
 -----------
 Each detector's ``DetectorSpec.data`` (``KM2AData``, ``WCDAData``, ``WFCTAData`` in
@@ -41,8 +49,17 @@ __all__ = ["detector_model", "joint_model", "XmaxPrior", "xmax_prior_residual"]
 
 
 def _scoring(module, physics):
+    """A detector module as a ScoringModel. A module with ``predict_event(shower, observed,
+    geometry, response, physics)`` (WFCTA: nuisances profiled against the event's data, a
+    prediction that also carries the priors' residuals) predicts with it; others with
+    ``predict``."""
+    event = getattr(module, "predict_event", None)
+    if event is not None:
+        pred = lambda s, d: event(s, d.observed, d.geometry, d.response, physics)
+    else:
+        pred = lambda s, d: module.predict(s, d.geometry, d.response, physics)
     return ScoringModel(
-        predict=lambda s, d: module.predict(s, d.geometry, d.response, physics),
+        predict=pred,
         loss=lambda e, d: module.nll(d.observed, e, d.geometry, d.response, physics),
         weights=lambda e, d: module.information_weights(e, d.geometry, d.response, physics))
 

@@ -142,7 +142,7 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
                      keep_untriggered=False, progress=None, age_sigma=0.05, dead_fraction=0.0,
                      wcda_layout=None, wcda_response=None, cores_on="array",
                      wcda_subshowers=wcda.HADRON_SUBSHOWERS, wfcta_layout=None,
-                     wfcta_response=None, wfcta_fluctuations=(0.05, 0.1), truth_hook=None,
+                     wfcta_response=None, wfcta_fluctuations=None, truth_hook=None,
                      wfcta_clear_fraction=1.0, **primary_kwargs):
     """Sample primaries and simulate them until ``n_events`` triggered events are collected.
 
@@ -156,7 +156,8 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
     wcda_subshowers : hadronic sub-showers of the WCDA simulation (``wcda.HADRON_SUBSHOWERS``;
         None: a smooth shower).
     wfcta_fluctuations : (σ of the profile width, σ of the lateral spread) of the WFCTA
-        simulation, shower to shower [M]; (0, 0) = the fit model's own shower.
+        simulation, shower to shower; None: ``wfcta.NUISANCE_SIGMAS`` (the same numbers as the
+        fit's nuisance priors, docs/nuisances.md); (0, 0) = the fit model's own shower.
     wfcta_clear_fraction : probability that WFCTA is taking data for an event (clear, moonless
         night; 1 = always); otherwise the event has no WFCTA data (``present_wfcta`` = 0).
     truth_hook : optional ``f(truth, rng) -> truth`` applied to every chunk of sampled truth
@@ -219,10 +220,11 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
                                               dead_fraction=dead_fraction, subshowers=wcda_subshowers)
                 blocks["wcda"] = obs.cells
             else:
+                fluct = wfcta.NUISANCE_SIGMAS if wfcta_fluctuations is None else wfcta_fluctuations
                 obs, t = simulate_wfcta_blocks(sub, showers, is_gamma, g, r,
                                                dead_fraction=dead_fraction,
-                                               width_sigma=wfcta_fluctuations[0],
-                                               lateral_sigma=wfcta_fluctuations[1])
+                                               width_sigma=fluct[0],
+                                               lateral_sigma=fluct[1])
                 blocks["wfcta"] = obs.pixels
             trig[d] = np.asarray(t) | keep_untriggered
             if d == "wfcta" and wfcta_clear_fraction < 1.0:
