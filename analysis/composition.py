@@ -404,15 +404,17 @@ def simulate_sample(n_per_mass, seed, masses=MASSES, log10_energy_range=(5.5, 6.
 
 def reconstruct_sample(records, batch_size=None, methods=METHODS, setup=None, progress=None):
     """Reconstruct the same records with each method (:func:`method_configs`). Every batch is
-    padded to ``batch_size`` (default ``joint.pipeline.REFIT_BATCH``, 64, which the
-    straggler pass uses too, so one compilation per method serves every batch).
+    padded to ``batch_size`` (default: the memory-bounded ``joint.config.auto_batch_size`` of
+    KM2A+WFCTA, 8 with the 3 GB default budget: the WFCTA fits with the profiled nuisances
+    cost ~95 MB per event; the straggler pass uses the same size, so one compilation per method
+    serves every batch).
     Returns ({method: output columns}, {method: seconds})."""
     from analysis.observables import observables
-    from joint.config import detector_setup
+    from joint.config import auto_batch_size, detector_setup
     from joint.io.schema import to_event_batch
-    from joint.pipeline import REFIT_BATCH, reconstruct_records
+    from joint.pipeline import reconstruct_records
 
-    batch_size = batch_size or REFIT_BATCH
+    batch_size = batch_size or auto_batch_size(("km2a", "wfcta"))
     lays, geos, resps = setup or detector_setup(("km2a", "wfcta"))
     cfgs = method_configs()
     n = len(records["event_id"])

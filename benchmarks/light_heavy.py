@@ -394,7 +394,7 @@ def main(argv=None):
     ap.add_argument("--n-per-mass", type=int, default=100)
     ap.add_argument("--seed", type=int, default=601)
     ap.add_argument("--batch-size", type=int, default=None,
-                    help="events per reconstruction batch (default 64, the straggler batch)")
+                    help="events per reconstruction batch (default: joint.config.auto_batch_size)")
     ap.add_argument("--json", default=None, help="write the summary (and per-event columns)")
     ap.add_argument("--plots", default=None, help="folder for the figures")
     ap.add_argument("--raw", default=None, help="save the per-event columns (truth and the three "
