@@ -275,10 +275,19 @@ def _wcda_seed(blocks, geometry, response):
 
 def _wfcta_physics(is_gamma, settings):
     """WFCTA's fit physics: the profile-width and lateral-spread nuisances profiled under their
-    priors (``wfcta_nuisance_sigmas`` of the settings, default :data:`wfcta.NUISANCE_SIGMAS`;
-    (0, 0) = off) and the pixels' model uncertainty κ (``wfcta_model_rel_sigma``, default 0)."""
-    sig = getattr(settings, "wfcta_nuisance_sigmas", None)
-    sig = wfcta.NUISANCE_SIGMAS if sig is None else tuple(float(x) for x in sig)
+    priors when the settings carry ``wfcta_nuisance_sigmas`` (None: :data:`wfcta.NUISANCE_SIGMAS`;
+    (0, 0) = off; ``benchmarks/common.nuisance_config`` builds such settings) and the pixels'
+    model uncertainty κ (``wfcta_model_rel_sigma``, default 0).
+
+    Settings without the field (the pipeline's ``ReconstructionConfig``): nuisances OFF. With
+    them on, a KM2A+WFCTA batch of 16 reached ~12 GB in the exact-Hessian straggler pass and
+    stalled the machine next to another fit (issue 16, BENCHMARKS.md), so they are opt-in until
+    that pass is made cheaper."""
+    if not hasattr(settings, "wfcta_nuisance_sigmas"):
+        sig = (0.0, 0.0)
+    else:
+        sig = getattr(settings, "wfcta_nuisance_sigmas")
+        sig = wfcta.NUISANCE_SIGMAS if sig is None else tuple(float(x) for x in sig)
     phys = wfcta.WFCTAPhysics(is_gamma=is_gamma, nuisance_sigmas=sig,
                               model_rel_sigma=float(getattr(settings, "wfcta_model_rel_sigma", 0.0)))
     wfcta.check_physics(phys)

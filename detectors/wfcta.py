@@ -194,8 +194,8 @@ class WFCTAPhysics(NamedTuple):
         ``simtel_mcshower_profiles.json``; the other 8 agree to 1.005 median with it)
     nuisance_sigmas : (σ_width, σ_lateral) relative σ of the Gaussian priors N(1, σ²) on the two
         scales when the fit profiles them (:func:`predict_event`); 0 = that nuisance off (fixed
-        at 1). Default here (0, 0): the bare model; the registry's WFCTA physics (what the
-        pipeline fits) sets :data:`NUISANCE_SIGMAS`. Negative values raise ValueError.
+        at 1). Default here (0, 0): the bare model; the registry sets :data:`NUISANCE_SIGMAS` when the
+        settings ask for them (opt-in, ``registry._wfcta_physics``). Negative values raise ValueError.
     nuisance_steps : Gauss–Newton (Fisher-scoring) steps of the inner profile fit of ν, 3
         (fixed count, ``lax.scan``: one copy of the image model in the compiled program)
     model_rel_sigma : κ of the pixel variance F·μ + (κ·μ_signal)² (a relative model

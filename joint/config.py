@@ -258,10 +258,9 @@ DEFAULT_MAX_MEMORY_GB = 3.0
 #: WCDA's share is not measured on its own: its values here are an estimate [M] (the split of
 #: the three-detector figures between WCDA and WFCTA).
 MEMORY_BASE_MB = {"km2a": 1563.0, "wcda": 600.0, "wfcta": 632.0}
-#: WFCTA since issue 16 (the profiled width / lateral nuisances, docs/nuisances.md): ≈ 95 MB per
-#: event, a rough figure (a batch of 128 WFCTA events needed > 12 GB; measured under load, to
-#: be remeasured with benchmarks/memory_per_event.py); it was 28.7 without the nuisances.
-MEMORY_PER_EVENT_MB = {"km2a": 2.79, "wcda": 1.5, "wfcta": 95.0}
+#: WFCTA: 28.7 MB per event without the nuisances (the pipeline's default); with the profiled
+#: width / lateral nuisances (opt-in, docs/nuisances.md) ≈ 95 MB per event (rough, issue 16).
+MEMORY_PER_EVENT_MB = {"km2a": 2.79, "wcda": 1.5, "wfcta": 28.7}
 #: the estimate is kept this factor below the budget (run-to-run spread of the peak)
 MEMORY_MARGIN = 1.1
 #: the largest and smallest batch the memory budget picks

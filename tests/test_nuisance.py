@@ -253,5 +253,11 @@ def test_bad_configuration_raises(setup):
 
     with pytest.raises(ValueError, match="σ_lateral"):
         registry.get("wfcta").physics(0.0, Settings())
-    # the pipeline's default: the nuisances on with the documented priors
-    assert registry.get("wfcta").physics(0.0, object()).nuisance_sigmas == wfcta.NUISANCE_SIGMAS
+    # the pipeline's default (settings without the field): off; asked for with None: the
+    # documented priors
+    assert registry.get("wfcta").physics(0.0, object()).nuisance_sigmas == (0.0, 0.0)
+
+    class Asked:
+        wfcta_nuisance_sigmas = None
+
+    assert registry.get("wfcta").physics(0.0, Asked()).nuisance_sigmas == wfcta.NUISANCE_SIGMAS
