@@ -578,8 +578,11 @@ def fit_events(nll_fn: Callable[[Shower, Any], jnp.ndarray], data: Any, seeds: S
     fn = _COMPILED.get(key)
     if fn is None:
         one = jax.vmap(partial(_fit_one, nll_fn, terms_fn, config), in_axes=(data_axes, 0))
+        # the stored program's key says whether it returns nll_terms: a caller without
+        # terms_fn must not get the program of one with it (same trace_key otherwise)
         fn = (jax.jit(one) if trace_key is None
-              else disk_jit(one, "fit", repr((trace_key, config, _axes_key(data_axes)))))
+              else disk_jit(one, "fit", repr((trace_key, config, _axes_key(data_axes),
+                                              terms_fn is None))))
         _COMPILED[key] = fn
     return fn(data, seeds)
 
