@@ -31,7 +31,7 @@ from detectors.shower import REFERENCE_HEIGHT_M, Shower
 
 __all__ = ["LAMBDA_CUT_NM", "band_factor", "source_direction", "model_shower", "disc_points",
            "model_disc_density", "corsika_density", "extinction_applied", "compare_telescopes",
-           "radial_table", "RADIAL_BINS_M"]
+           "radial_table", "RADIAL_BINS_M", "reference_points"]
 
 LAMBDA_CUT_NM = cherenkov.LAMBDA_MAX_NM
 #: core-distance bins of the radial table [m]
@@ -149,3 +149,25 @@ def radial_table(rows, bins=RADIAL_BINS_M):
         ratio = m / c if c > 0 else math.inf
         out.append((lo, hi, len(sel), c, m, ratio, ratio * e / c if c > 0 else math.inf))
     return out
+
+
+def reference_points(iact_dir):
+    """The five shared CORSIKA-IACT reference densities: [(shower label, event, telescope,
+    CORSIKA photons/m² in 290–430 nm)] — the core of the 100 GeV photon (sphere method,
+    header band) and the four telescopes of the two 200 GeV photons (bunch wavelengths)."""
+    from pathlib import Path
+
+    from joint.io.iact import photon_density_at_core, read_iact_photons
+
+    iact_dir = Path(iact_dir)
+    g = read_iact_photons(iact_dir / "gamma_100gev_1216.eventio")
+    tt = read_iact_photons(iact_dir / "two_telescopes.dat")
+    ev = g["events"][0]
+    lo, hi = ev["cherenkov_wavelength_range_nm"]
+    pts = [("100 GeV #1", ev, ev["telescopes"][0],
+            photon_density_at_core(g)["density_m2"] / band_factor(lo, hi))]
+    for e, t in [(0, 0), (0, 1), (1, 0), (1, 1)]:
+        evv = tt["events"][e]
+        tel = evv["telescopes"][t]
+        pts.append((f"200 GeV #{e + 1}", evv, tel, corsika_density(evv, tel)[0]))
+    return pts

@@ -36,7 +36,7 @@ from benchmarks.common import machine  # noqa: E402
 from analysis import cherenkov_check as cc  # noqa: E402
 from detectors import atmosphere, profile, wfcta  # noqa: E402
 from detectors.shower import Shower  # noqa: E402
-from joint.io.iact import photon_density_at_core, read_iact_photons, read_simtel_profiles  # noqa: E402
+from joint.io.iact import read_simtel_profiles  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "iact"
 C_GRID = np.round(np.arange(0.0, 0.71, 0.05), 3)
@@ -63,21 +63,6 @@ def yield_ratios(atm, physics):
         model = float(np.sum(np.asarray(profile.greisen_profile(d, lg)) * np.asarray(pp)))
         out.append((float(p["energy_gev"][i]), model / ref))
     return out
-
-
-def density_points(atm):
-    """[(shower label, event, telescope, CORSIKA density)] of the five reference points."""
-    g = read_iact_photons(DATA / "gamma_100gev_1216.eventio")
-    tt = read_iact_photons(DATA / "two_telescopes.dat")
-    ev = g["events"][0]
-    lo, hi = ev["cherenkov_wavelength_range_nm"]
-    pts = [("100 GeV #1", ev, ev["telescopes"][0],
-            photon_density_at_core(g)["density_m2"] / cc.band_factor(lo, hi))]
-    for e, t in [(0, 0), (0, 1), (1, 0), (1, 1)]:
-        evv = tt["events"][e]
-        tel = evv["telescopes"][t]
-        pts.append((f"200 GeV #{e + 1}", evv, tel, cc.corsika_density(evv, tel)[0]))
-    return pts
 
 
 def objective(log_ratios, labels, keep):
@@ -115,7 +100,7 @@ def main():
     say(f"   check (odd, n={len(check_set)}): model/CORSIKA with the scale: median "
         f"{np.median(chk):.3f}, mean {chk.mean():.3f} ± {chk.std(ddof=1) / math.sqrt(len(chk)):.3f}")
     # 2. (c, f) grid
-    pts = density_points(atm)
+    pts = cc.reference_points(DATA)
     labels = [p[0] for p in pts]
     grid = {}
     for c in C_GRID:

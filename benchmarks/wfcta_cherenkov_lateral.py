@@ -20,7 +20,7 @@ jax.config.update("jax_enable_x64", True)
 
 from benchmarks.common import machine  # noqa: E402
 from detectors import atmosphere  # noqa: E402
-from joint.io.iact import photon_density_at_core, read_iact_photons  # noqa: E402
+from analysis import cherenkov_check as cc  # noqa: E402
 import test_wfcta_physics as T  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "iact"
@@ -28,17 +28,8 @@ DATA = ROOT.parent / "shared" / "data" / "iact"
 
 def main():
     atm = atmosphere.load_atmprof(DATA / "atmprof8.dat")
-    g = read_iact_photons(DATA / "gamma_100gev_1216.eventio")
-    tt = read_iact_photons(DATA / "two_telescopes.dat")
-    ev = g["events"][0]
-    lo, hi = ev["cherenkov_wavelength_range_nm"]
-    points = [("core", ev, ev["telescopes"][0],
-               photon_density_at_core(g)["density_m2"] / T.band_factor(lo, hi))]
-    for e, t in [(0, 0), (0, 1), (1, 0), (1, 1)]:
-        evv = tt["events"][e]
-        tel = evv["telescopes"][t]
-        points.append((f"{tel['tel_core_distance_m']:.0f} m", evv, tel,
-                       T._corsika_density_290_430(tel)[0]))
+    points = [(f"{tel['tel_core_distance_m']:.0f} m" if tel["tel_core_distance_m"] > 0 else "core",
+               ev, tel, ref) for _, ev, tel, ref in cc.reference_points(DATA)]
     print(f"# WFCTA Cherenkov lateral density vs CORSIKA, {time.strftime('%Y-%m-%d')}, {machine()}")
     print("# model / CORSIKA (290-430 nm)")
     print(f"{'model':10s} {'f_lat':>5s} " + " ".join(f"{p[0]:>7s}" for p in points))

@@ -104,3 +104,17 @@ def write_raw(path, rec, separate=()):
         f.mktree("events", types).extend(branches)
 
 
+
+
+def wfcta_test_shower(lay, lg=6.0, xmax=650.0):
+    """A float64 shower 150 m from WFCTA telescope 0, pointing 1–2° off its axis (the WFCTA
+    model and nuisance tests)."""
+    import jax.numpy as jnp
+
+    from detectors.shower import Shower
+
+    az, ze = float(lay.azimuth[0]), float(lay.zenith[0])
+    core = lay.tel_pos[0, :2] + 150.0 * np.array([np.cos(az + 0.5), np.sin(az + 0.5)])
+    return Shower.make(dtype=jnp.float64, core_x=float(core[0]), core_y=float(core[1]),
+                       zenith=ze + 0.02, azimuth=az + 0.03, log10_energy=lg, xmax=xmax,
+                       log_muon_scale=0.0, t0=0.0)

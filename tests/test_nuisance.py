@@ -11,7 +11,7 @@ import pytest
 from detectors import channel, wfcta
 from detectors.block import ChannelBlock
 from detectors.layout import wfcta_layout
-from detectors.shower import Shower
+from helpers import wfcta_test_shower as _shower
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +38,6 @@ def setup(x64):
     resp = resp._replace(pixel_gain=resp.pixel_gain[keep], tel_efficiency=resp.tel_efficiency[keep],
                          nsb_pe=resp.nsb_pe[keep])
     return lay, geo, resp
-
-
-def _shower(lay, lg=6.0, xmax=650.0):
-    az, ze = float(lay.azimuth[0]), float(lay.zenith[0])
-    core = lay.tel_pos[0, :2] + 150.0 * np.array([np.cos(az + 0.5), np.sin(az + 0.5)])
-    return Shower.make(dtype=jnp.float64, core_x=float(core[0]), core_y=float(core[1]),
-                       zenith=ze + 0.02, azimuth=az + 0.03, log10_energy=lg, xmax=xmax,
-                       log_muon_scale=0.0, t0=0.0)
 
 
 def _observed(q):

@@ -9,7 +9,7 @@ import pytest
 
 from detectors import cherenkov, wfcta
 from detectors.layout import wfcta_layout
-from detectors.shower import Shower
+from helpers import wfcta_test_shower as _shower
 
 
 def test_cherenkov_yield_threshold_and_angle_match_physics_md():
@@ -63,14 +63,6 @@ def setup():
     lay = wfcta_layout()
     geo = wfcta.Geometry.from_layout(lay)
     return lay, geo, wfcta.Response.nominal(geo)
-
-
-def _shower(lay, lg=6.0, xmax=650.0):
-    az, ze = float(lay.azimuth[0]), float(lay.zenith[0])
-    core = lay.tel_pos[0, :2] + 150.0 * np.array([np.cos(az + 0.5), np.sin(az + 0.5)])
-    return Shower.make(dtype=jnp.float64, core_x=float(core[0]), core_y=float(core[1]),
-                       zenith=ze + 0.02, azimuth=az + 0.03, log10_energy=lg, xmax=xmax,
-                       log_muon_scale=0.0, t0=0.0)
 
 
 def test_image_scales_with_energy_and_moves_with_xmax(setup):
