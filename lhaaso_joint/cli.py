@@ -402,6 +402,31 @@ def cmd_reconstruct(args) -> int:
     return 0
 
 
+def cmd_classify(args) -> int:
+    from analysis.ml.classify import ClassifyError, MODELS, available_models, classify_files
+
+    models = available_models()
+    if args.gamma_hadron_model:
+        models["gamma_hadron"] = args.gamma_hadron_model
+    if args.composition_model:
+        models["composition"] = args.composition_model
+    hit_model = None
+    if args.hit_probability:
+        hit_model = models.get("gamma_hadron")
+        if hit_model is None:
+            raise RunError("--hit-probability needs the γ/hadron model (its per-hit head): "
+                           f"none shipped ({MODELS['gamma_hadron']}) and no --gamma-hadron-model")
+    try:
+        res = classify_files(args.events, args.reco, args.output, models=models,
+                             layout=args.layout, hit_model=hit_model, overwrite=args.overwrite)
+    except ClassifyError as err:
+        raise RunError(str(err)) from None
+    print(f"classified {res['events']} events: columns {', '.join(res['columns'])}"
+          + (", tree 'hits' (per-hit signal probability)" if res["hits"] else "")
+          + f" -> {args.output}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from joint.bench import format_table, run_bench
 
@@ -553,6 +578,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="redo the run even if the output exists (default: a finished output is kept), "
                         "and discard an unfinished run of another configuration")
     s.set_defaults(func=cmd_reconstruct)
+
+    s = sub.add_parser("classify", help="add the networks' gammaness, p_light, ln_a (and a "
+                       "per-hit signal probability) to a reconstruction (docs/ml.md)")
+    s.add_argument("events", help="the event file that was reconstructed")
+    s.add_argument("reco", help="its reconstruction (lhaaso-joint reconstruct output, KM2A fitted)")
+    s.add_argument("-o", "--output", required=True, help="new ROOT file: tree 'reco' with the "
+                   "network columns added (and tree 'hits' with --hit-probability)")
+    s.add_argument("--gamma-hadron-model", default=None, metavar="PATH",
+                   help="saved γ/hadron model (default: the shipped analysis/ml/models/km2a_gamma_hadron)")
+    s.add_argument("--composition-model", default=None, metavar="PATH",
+                   help="saved composition model (default: the shipped one, when there is one)")
+    s.add_argument("--hit-probability", action="store_true",
+                   help="also write the per-hit probability that each KM2A hit is a shower hit")
+    s.add_argument("--layout", default="full", help="KM2A layout of the events: full or 3/4")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    s.set_defaults(func=cmd_classify)
 
     s = sub.add_parser("bench", help="batched fitter vs iminuit on the same likelihood")
     s.add_argument("--n-events", type=int, default=256)

@@ -66,6 +66,7 @@ WHEN = {
     "truth": "input has truth",
     "presence": "input has the flag",
     "calib": "`--calib-db`, per fitted detector",
+    "classify": "`lhaaso-joint classify` (analysis/ml), its model present",
 }
 
 _KIND_NAMES = {"f": "float", "i": "signed integer", "u": "unsigned integer", "b": "bool",
@@ -217,6 +218,13 @@ COLUMNS: tuple = tuple([
     Column("calib_{det}", np.int32, "", "index of the calibration-database entry used for "
            "{DET} (−1 = nominal; the file's `calibration` string names the entries)",
            when="calib"),
+    Column("gammaness", np.float64, "", "γ/hadron network's probability that the event is a "
+           "photon (KM2A DGCNN, `docs/ml.md`); NaN when the fit did not converge",
+           when="classify"),
+    Column("p_light", np.float64, "", "composition network's probability that the primary is "
+           "light (H or He) (`docs/ml.md`)", when="classify"),
+    Column("ln_a", np.float64, "", "composition network's estimate of ln A of the primary "
+           "(`docs/ml.md`)", when="classify"),
     *_truth_columns(),
     Column("present_{det}", np.int8, "", "0 when {DET} did not take part in the event (copied "
            "from the input)", when="presence"),
