@@ -371,6 +371,7 @@ def part_b(lines, result, n_throws, seed, layout_name="full"):
             lines.append(f"{var:22s} {name:8s} {n[0]:3d}/{n[1]:<3d} {q[1]:8.3f}  [{q[0]:.3f}, {q[2]:.3f}]")
             result["part_b"].setdefault(var, {})[name] = {"n": n, "q16": q[0], "median": q[1],
                                                          "q84": q[2], "values": x.tolist()}
+    result["part_b"]["elapsed_s"] = time.time() - t0
     plot(variables, names)
 
 
@@ -386,13 +387,12 @@ def plot(variables, names):
         if not len(allx):
             continue
         bins = np.linspace(*np.percentile(allx, [1, 99]), 25)
-        for name, st in (("CORSIKA", "k-"), ("OLD", "C0--"), ("NEW", "C3-")):
+        for name, color, ls in (("CORSIKA", "k", "-"), ("OLD", "C0", "--"), ("NEW", "C3", "-")):
             x = variables[name].get(var)
             if x is None:
                 continue
-            ax.hist(x[np.isfinite(x)], bins=bins, histtype="step", density=True,
-                    color=st[:-1] if st[0] == "C" else "k",
-                    linestyle="--" if st.endswith("--") else "-", label=name)
+            ax.hist(x[np.isfinite(x)], bins=bins, histtype="step", density=True, color=color,
+                    linestyle=ls, label=name)
         ax.set_xlabel(var)
     np.atleast_1d(axes)[0].legend()
     fig.suptitle("100 TeV protons, 20°: CORSIKA throws vs project simulation (OLD smooth, NEW structure)")
