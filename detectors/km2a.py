@@ -69,10 +69,11 @@ from .channel import (LOG_SQRT_2PI, MU_FLOOR, counting_channel_nll, delegate_fie
                       emg_time_variance, noise_probability)
 from .channel import information_weights as _information_weights
 from .shower import SPEED_OF_LIGHT_M_PER_NS, Shower, ground_slant_depth, shower_plane_coordinates
+from .substructure import lognormal_multiplier, radial_table, shower_plane_xy, subshower_particles
 
 __all__ = ["Geometry", "Response", "KM2APhysics", "Expectation", "Observed", "expected", "nll",
            "channel_nll", "simulate", "predict", "Prediction", "trigger", "fisher_stats", "information_weights",
-           "gof_counts", "DEFAULT_PHYSICS"]
+           "gof_counts", "DEFAULT_PHYSICS", "HADRON_STRUCTURE"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,6 +226,19 @@ class KM2APhysics(NamedTuple):
 
 
 DEFAULT_PHYSICS = KM2APhysics()
+
+#: Hadronic structure of the KM2A simulation for hadron primaries (keyword arguments of
+#: :func:`simulate`; ``joint.simulation`` passes them for every event, ``simulate`` ignores them
+#: for photons). Sources (benchmarks/hadron_structure.py, docs/hadron_structure.md; one unthinned
+#: 100 TeV proton at 3000 m and five thinned 0.1–1 PeV protons at sea level — thin statistics):
+#: patch_* [D] fitted on the e± cell counts of one half of the 100 TeV proton's shower plane;
+#: muon_clump_* [D] the size of the muons' excess variance in MD-sized cells of the thinned
+#: protons, its split into number, fraction and width [M]; subshower_* [M] bounded by CORSIKA
+#: (no lump above 5σ in 10 m cells of the 100 TeV proton: each lump must carry ≲ 40 particles).
+HADRON_STRUCTURE = dict(subshower_rate=1.0, subshower_fraction=0.002, subshower_spread_m=3.0,
+                        subshower_r_max_m=1000.0, muon_clump_rate=1.0, muon_clump_fraction=0.065,
+                        muon_clump_radius_m=100.0, muon_clump_spread_m=5.0, patch_sigma=0.28,
+                        patch_slope=0.61, patch_length_m=3.5, patch_sigma_max=1.0)
 
 
 class Prediction(NamedTuple):
@@ -511,9 +525,70 @@ def trigger(times, hit, n_min=20, window_ns=400.0):
     return jnp.max(count) >= n_min
 
 
+def _hadron_structure(key, shower, e, geometry, response, phys, subshower_rate,
+                      subshower_fraction, subshower_spread_m, subshower_r_max_m, muon_clump_rate,
+                      muon_clump_fraction, muon_clump_radius_m, muon_clump_spread_m, patch_sigma,
+                      patch_slope, patch_length_m, patch_sigma_max):
+    """Mean particles per channel with the hadronic structure of ``simulate`` (docs/hadron_structure.md):
+    (ed_em, ed_muons, md_muons), each (n,). Every term redistributes or multiplies the smooth
+    means with mean one, so that the expected numbers stay those of ``expected``; nothing
+    changes for photons (``phys.is_gamma`` > 0.5)."""
+    k_sub, k_mu, k_patch = jax.random.split(key, 3)
+    hadron = jnp.where(phys.is_gamma > 0.5, 0.0, 1.0)
+    cos_t = jnp.cos(shower.zenith)
+    xy_ed = shower_plane_xy(shower, geometry.ed_pos)
+    xy_md = shower_plane_xy(shower, geometry.md_pos)
+    r_ed = jnp.hypot(xy_ed[:, 0], xy_ed[:, 1])
+    r_md = jnp.hypot(xy_md[:, 0], xy_md[:, 1])
+    area_ed = geometry.ed_area * cos_t * response.ed_efficiency
+    area_md = geometry.md_area * cos_t * response.md_efficiency
+    ed_em = e.ed_em
+    ed_mu = e.ed_particles - e.ed_em
+    md_mu = e.md_muons
+    # electromagnetic sub-showers: a fraction of the EM particles moved into lumps placed
+    # along the smooth model's own radial distribution (so the mean density at every radius
+    # stays; the smooth part within r_max loses that fraction when there is at least one lump)
+    em_table = radial_table(
+        lambda r: phys.ed_em_factor * lateral.modified_nkg_density(
+            jnp.sqrt(r ** 2 + phys.ed_core_radius_m ** 2), e.n_e, e.age, r_m=phys.r_m),
+        subshower_r_max_m)
+    f_sub = hadron * subshower_fraction
+    lumps, n_lumps = subshower_particles(k_sub, shower, xy_ed, em_table[2], hadron * subshower_rate,
+                                         f_sub, 0.0, subshower_spread_m, area_ed, table=em_table,
+                                         return_count=True)
+    keep = 1.0 - jnp.where(n_lumps > 0, f_sub, 0.0) * (r_ed < subshower_r_max_m)
+    ed_em = ed_em * keep + lumps
+    # muon clumps near the core: the same for the muons within muon_clump_radius_m, seen by the
+    # MDs and the EDs alike (one set of clumps)
+    mu_table = radial_table(
+        lambda r: lateral.greisen_muon_density(jnp.sqrt(r ** 2 + phys.ed_core_radius_m ** 2),
+                                               e.n_mu, r0=phys.muon_r0), muon_clump_radius_m)
+    f_mu = hadron * muon_clump_fraction
+    clumps_ed, n_clumps = subshower_particles(k_mu, shower, xy_ed, mu_table[2],
+                                              hadron * muon_clump_rate, f_mu, 0.0,
+                                              muon_clump_spread_m, area_ed, table=mu_table,
+                                              return_count=True)
+    clumps_md, _ = subshower_particles(k_mu, shower, xy_md, mu_table[2], hadron * muon_clump_rate,
+                                       f_mu, 0.0, muon_clump_spread_m, area_md, table=mu_table,
+                                       return_count=True)
+    f_mu_eff = jnp.where(n_clumps > 0, f_mu, 0.0)
+    ed_mu = ed_mu * (1.0 - f_mu_eff * (r_ed < muon_clump_radius_m)) + clumps_ed
+    md_mu = md_mu * (1.0 - f_mu_eff * (r_md < muon_clump_radius_m)) + clumps_md
+    # patchy footprint: a mean-one log-normal multiplier of the EM density, correlated over
+    # patch_length_m, its width growing with the distance from the axis
+    sigma = hadron * jnp.minimum(patch_sigma * (jnp.maximum(r_ed, 1.0) / 100.0) ** patch_slope,
+                                 patch_sigma_max)
+    ed_em = ed_em * lognormal_multiplier(k_patch, xy_ed, sigma, patch_length_m)
+    return ed_em, ed_mu, md_mu
+
+
 def simulate(key, shower: Shower, geometry: Geometry, response: Response,
              physics: KM2APhysics = DEFAULT_PHYSICS, age_sigma=0.05, dead_fraction=0.0,
-             trigger_n=20, trigger_window_ns=400.0):
+             trigger_n=20, trigger_window_ns=400.0, subshower_rate=0.0, subshower_fraction=0.0,
+             subshower_spread_m=3.0, subshower_r_max_m=1000.0, muon_clump_rate=0.0,
+             muon_clump_fraction=0.0, muon_clump_radius_m=100.0, muon_clump_spread_m=5.0,
+             patch_sigma=0.0, patch_slope=0.0, patch_length_m=5.0, patch_sigma_max=1.0,
+             return_labels=False):
     """Sample one event's KM2A observations with fluctuations the fit model does not carry.
 
     Parameters
@@ -522,17 +597,42 @@ def simulate(key, shower: Shower, geometry: Geometry, response: Response,
     shower : Shower (scalar leaves); ``physics.is_gamma`` should match the primary
     age_sigma : shower-to-shower fluctuation of the lateral age (added to the offset) [M]
     dead_fraction : fraction of channels randomly dead in this event (``valid`` False)
+    Hadronic structure (hadrons only: ignored when ``physics.is_gamma`` > 0.5; all 0 = the
+    smooth shower of the fit model, the default here; ``joint.simulation`` turns it on with
+    :data:`HADRON_STRUCTURE`; docs/hadron_structure.md gives every number's source):
+    subshower_rate, subshower_fraction, subshower_spread_m, subshower_r_max_m : EM sub-showers
+        of energetic secondary hadrons: Poisson(rate · sqrt(E/TeV)) lumps (≤ 16), together
+        ``subshower_fraction`` of the EM particles within ``subshower_r_max_m`` [m], Gaussian
+        lumps of width ``spread_m`` [m] at distances drawn from the smooth EM radial
+        distribution (mean density unchanged at every radius) [M]
+    muon_clump_rate, muon_clump_fraction, muon_clump_radius_m, muon_clump_spread_m : muon clumps
+        near the core: the same construction for the muons within ``muon_clump_radius_m``,
+        one set of clumps seen by the MDs and the EDs [D/M]
+    patch_sigma, patch_slope, patch_length_m, patch_sigma_max : patchy EM footprint, a mean-one
+        log-normal multiplier of the EM density, σ(r) = min(patch_sigma · (r/100 m)^patch_slope,
+        patch_sigma_max), correlated as exp(−d²/2L²) with L = ``patch_length_m`` [D]
+    return_labels : static Python bool; True adds per-channel truth labels (see Returns)
 
     Returns
     -------
     (Observed, triggered) — dense ChannelBlocks (the largest-charge hit kept per channel) and the
-    trigger decision (bool scalar).
+    trigger decision (bool scalar); with ``return_labels`` (Observed, triggered, (ed_label,
+    md_label)): bool (n_ed,), (n_md,), True where the channel's kept hit (charge and time) comes
+    from the shower, False for noise hits and channels without a hit.
     """
 
     keys = jax.random.split(key, 16)
     phys = physics._replace(lateral_age_offset=physics.lateral_age_offset
                             + age_sigma * jax.random.normal(keys[0]))
     e = expected(shower, geometry, response, phys)
+    ed_em, ed_mu, md_mu = _hadron_structure(
+        keys[15], shower, e, geometry, response, phys, subshower_rate, subshower_fraction,
+        subshower_spread_m, subshower_r_max_m, muon_clump_rate, muon_clump_fraction,
+        muon_clump_radius_m, muon_clump_spread_m, patch_sigma, patch_slope, patch_length_m,
+        patch_sigma_max)
+    # written as corrections to the smooth means: bit for bit the smooth means for photons
+    ed_mean = e.ed_particles + (ed_em - e.ed_em) + (ed_mu - (e.ed_particles - e.ed_em))
+    md_mean = e.md_muons + (md_mu - e.md_muons)
     half = 0.5 * response.window_ns
 
     def channels(k0, k1, k2, k3, k4, k5, mu_sig, t_front, tau, gain, sigma_q,
@@ -563,7 +663,7 @@ def simulate(key, shower: Shower, geometry: Geometry, response: Response,
         return ChannelBlock(signal=jnp.where(hit, signal, 0.0), time=jnp.where(hit, time, 0.0),
                             hit=hit, valid=alive,
                             n_pulses=(sig_hit & alive).astype(jnp.int32)
-                            + (noise_hit & alive).astype(jnp.int32))
+                            + (noise_hit & alive).astype(jnp.int32)), use_sig & hit
 
     r_ed, d_ed = shower_plane_coordinates(shower, geometry.ed_pos)
     r_md, d_md = shower_plane_coordinates(shower, geometry.md_pos)
@@ -575,13 +675,15 @@ def simulate(key, shower: Shower, geometry: Geometry, response: Response,
     ed_noise = lambda k, shp: jax.random.exponential(k, shp) * lam
     g_md = jnp.mean(response.md_gain)
     md_noise = lambda k, shp: g_md * (1.0 + response.md_charge_resolution * jax.random.normal(k, shp))
-    ed = channels(*keys[1:7], e.ed_particles, tf_ed, tau_ed, response.ed_gain,
+    ed, ed_label = channels(*keys[1:7], ed_mean, tf_ed, tau_ed, response.ed_gain,
                   response.ed_charge_resolution, response.ed_time_resolution_ns,
                   response.ed_noise_rate_hz, ed_noise, response.ed_threshold_pe,
                   response.ed_saturation_pe, geometry.ed_live, keys[13])
-    md = channels(*keys[7:13], e.md_muons, tf_md, tau_md, response.md_gain,
+    md, md_label = channels(*keys[7:13], md_mean, tf_md, tau_md, response.md_gain,
                   response.md_charge_resolution, response.md_time_resolution_ns,
                   response.md_noise_rate_hz, md_noise, response.md_threshold_pe,
                   response.md_saturation_pe, geometry.md_live, keys[14])
     triggered = trigger(ed.time, ed.hit, trigger_n, trigger_window_ns)
+    if return_labels:
+        return Observed(ed=ed, md=md), triggered, (ed_label, md_label)
     return Observed(ed=ed, md=md), triggered

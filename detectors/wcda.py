@@ -70,6 +70,7 @@ from .channel import MU_FLOOR, counting_channel_nll, delegate_fields, noise_prob
 from .channel import information_weights as _information_weights
 from .km2a import first_arrival, sizes, trigger
 from .shower import Shower, shower_plane_coordinates
+from .substructure import subshower_particles
 
 __all__ = ["Geometry", "Response", "WCDAPhysics", "Prediction", "Expectation", "Observed",
            "expected", "predict", "nll", "channel_nll", "simulate", "time_slewing",
@@ -456,26 +457,6 @@ def fisher_stats(shower: Shower, geometry: Geometry, response: Response,
 # ---------------------------------------------------------------------------------------------
 # simulation
 # ---------------------------------------------------------------------------------------------
-def _subshower_particles(key, shower: Shower, r_cells, xy_cells, n_e, physics, rate_per_tev,
-                         fraction, radius_m, spread_m, area):
-    """Mean EM particles per cell from hadronic sub-showers: Poisson(rate · sqrt(E/TeV)) lumps,
-    together carrying ``fraction`` of N_e split evenly, each a Gaussian of width ``spread_m`` at
-    a distance from the core drawn from an exponential of mean ``radius_m`` (at most 16)."""
-    k1, k2, k3 = jax.random.split(key, 3)
-    e_tev = 10.0 ** (shower.log10_energy - 3.0)
-    n_lumps = jnp.minimum(jax.random.poisson(k1, rate_per_tev * jnp.sqrt(e_tev)), 16)
-    slot = jnp.arange(16)
-    on = slot < n_lumps
-    dist = radius_m * jax.random.exponential(k2, (16,))
-    phi = jax.random.uniform(k3, (16,), maxval=2.0 * jnp.pi)
-    cx = shower.core_x + dist * jnp.cos(phi)
-    cy = shower.core_y + dist * jnp.sin(phi)
-    each = fraction * n_e / jnp.maximum(n_lumps, 1)
-    d2 = (xy_cells[:, 0, None] - cx) ** 2 + (xy_cells[:, 1, None] - cy) ** 2
-    dens = each / (2.0 * jnp.pi * spread_m ** 2) * jnp.exp(-0.5 * d2 / spread_m ** 2)
-    return jnp.sum(jnp.where(on, dens, 0.0), axis=1) * area
-
-
 def simulate(key, shower: Shower, geometry: Geometry, response: Response,
              physics: WCDAPhysics = DEFAULT_PHYSICS, age_sigma=0.05, dead_fraction=0.0,
              trigger_n=30, trigger_pe=1.0, trigger_window_ns=250.0,
@@ -504,9 +485,8 @@ def simulate(key, shower: Shower, geometry: Geometry, response: Response,
     e = expected(shower, geometry, response, phys)
     r, delay = shower_plane_coordinates(shower, geometry.cell_pos)
     area = geometry.cell_area * jnp.cos(shower.zenith) * response.efficiency
-    sub = _subshower_particles(keys[1], shower, r, geometry.cell_pos, e.n_e, phys,
-                               subshower_rate, subshower_fraction, subshower_radius_m,
-                               subshower_spread_m, area)
+    sub = subshower_particles(keys[1], shower, geometry.cell_pos, e.n_e, subshower_rate,
+                              subshower_fraction, subshower_radius_m, subshower_spread_m, area)
     mu_em = e.cell_em + sub
     y_em, y_mu = _yields(r, response, phys)
     shape = r.shape

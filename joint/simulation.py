@@ -20,25 +20,34 @@ __all__ = ["simulate_km2a_blocks", "simulate_wcda_blocks", "simulate_records", "
 
 
 @lru_cache(maxsize=8)
-def _km2a_sim_fn(age_sigma, dead_fraction):
+def _km2a_sim_fn(age_sigma, dead_fraction, structure=(), labels=False):
+    kw = dict(structure)
+
     def one(key, shower, is_gamma, geometry, response, physics):
         phys = physics._replace(is_gamma=is_gamma)
+        # km2a.simulate applies the hadronic structure to hadrons only (is_gamma 0)
         return km2a.simulate(key, shower, geometry, response, phys, age_sigma=age_sigma,
-                             dead_fraction=dead_fraction)
+                             dead_fraction=dead_fraction, return_labels=labels, **kw)
     return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, None, None, None)))
 
 
 def simulate_km2a_blocks(key, showers, is_gamma, geometry, response,
-                         physics=km2a.DEFAULT_PHYSICS, age_sigma=0.05, dead_fraction=0.0):
-    """Vmapped ``km2a.simulate`` for a batch of showers: (Observed with (B, n) blocks, triggered (B,))."""
+                         physics=km2a.DEFAULT_PHYSICS, age_sigma=0.05, dead_fraction=0.0,
+                         structure=km2a.HADRON_STRUCTURE, return_labels=False):
+    """Vmapped ``km2a.simulate`` for a batch of showers: (Observed with (B, n) blocks, triggered (B,)),
+    and with ``return_labels`` the per-channel truth labels ((B, n_ed), (B, n_md)) bool (True: the
+    kept hit is the shower's). Hadrons (is_gamma 0) get the hadronic structure ``structure``
+    (``km2a.HADRON_STRUCTURE``; None: the smooth shower of the fit model)."""
     keys = jax.random.split(key, is_gamma.shape[0])
-    fn = _km2a_sim_fn(float(age_sigma), float(dead_fraction))
+    fn = _km2a_sim_fn(float(age_sigma), float(dead_fraction),
+                      tuple(sorted((structure or {}).items())), bool(return_labels))
     return fn(keys, showers, jnp.asarray(is_gamma, showers.log10_energy.dtype), geometry, response,
               physics)
 
 
-def dense_to_jagged(block, ids):
-    """Dense (B, n) ChannelBlock -> (ids, times, pes) awkward arrays of the hit channels."""
+def dense_to_jagged(block, ids, labels=None):
+    """Dense (B, n) ChannelBlock -> (ids, times, pes) awkward arrays of the hit channels; with
+    ``labels`` (B, n) also the labels of the hit channels as a jagged int8 array (4-tuple)."""
     import awkward as ak
 
     hit = np.asarray(block.hit)
@@ -47,8 +56,12 @@ def dense_to_jagged(block, ids):
     flat_id = np.asarray(ids)[cols].astype(np.int32)
     flat_t = np.asarray(block.time, np.float64)[rows, cols]
     flat_q = np.asarray(block.signal, np.float32)[rows, cols]
-    return (ak.unflatten(flat_id, counts), ak.unflatten(flat_t, counts),
-            ak.unflatten(flat_q, counts))
+    out = (ak.unflatten(flat_id, counts), ak.unflatten(flat_t, counts),
+           ak.unflatten(flat_q, counts))
+    if labels is None:
+        return out
+    flat_l = np.asarray(labels)[rows, cols].astype(np.int8)
+    return out + (ak.unflatten(flat_l, counts),)
 
 
 @lru_cache(maxsize=8)
@@ -143,7 +156,8 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
                      wcda_layout=None, wcda_response=None, cores_on="array",
                      wcda_subshowers=wcda.HADRON_SUBSHOWERS, wfcta_layout=None,
                      wfcta_response=None, wfcta_fluctuations=None, truth_hook=None,
-                     wfcta_clear_fraction=1.0, **primary_kwargs):
+                     wfcta_clear_fraction=1.0, km2a_structure=km2a.HADRON_STRUCTURE,
+                     hit_labels=False, **primary_kwargs):
     """Sample primaries and simulate them until ``n_events`` triggered events are collected.
 
     detectors : which detectors to simulate (a subset of ("km2a", "wcda")); an event is kept when
@@ -155,6 +169,13 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
         :func:`wfcta_geometry_sampler`).
     wcda_subshowers : hadronic sub-showers of the WCDA simulation (``wcda.HADRON_SUBSHOWERS``;
         None: a smooth shower).
+    km2a_structure : hadronic structure of the KM2A simulation for hadrons
+        (``km2a.HADRON_STRUCTURE``, docs/hadron_structure.md; None: the smooth shower of the fit
+        model, as before issue 17).
+    hit_labels : also return per-hit truth labels ``km2a_ed_signal`` and ``km2a_md_signal``
+        (jagged int8, aligned hit by hit with ``km2a_ed_id`` / ``km2a_md_id``): 1 where the kept
+        hit's charge and time come from the shower, 0 for a noise hit. In memory only (not a
+        column of the ROOT files).
     wfcta_fluctuations : (σ of the profile width, σ of the lateral spread) of the WFCTA
         simulation, shower to shower; None: ``wfcta.NUISANCE_SIGMAS`` (the same numbers as the
         fit's nuisance priors, docs/nuisances.md); (0, 0) = the fit model's own shower.
@@ -207,14 +228,18 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
             truth = truth_hook(truth, rng)
         showers = shower_from_truth(truth, dtype=jnp.float32)
         is_gamma = (truth["true_mass_number"] == 0).astype(np.float32)
-        blocks, trig = {}, {}
+        blocks, trig, labels = {}, {}, {}
         for d in detectors:
             key, sub = jax.random.split(key)
             _, g, r = setup[d]
             if d == "km2a":
-                obs, t = simulate_km2a_blocks(sub, showers, is_gamma, g, r, age_sigma=age_sigma,
-                                              dead_fraction=dead_fraction)
+                res = simulate_km2a_blocks(sub, showers, is_gamma, g, r, age_sigma=age_sigma,
+                                           dead_fraction=dead_fraction, structure=km2a_structure,
+                                           return_labels=hit_labels)
+                obs, t = res[0], res[1]
                 blocks["km2a_ed"], blocks["km2a_md"] = obs.ed, obs.md
+                if hit_labels:
+                    labels["km2a_ed"], labels["km2a_md"] = res[2]
             elif d == "wcda":
                 obs, t = simulate_wcda_blocks(sub, showers, is_gamma, g, r, age_sigma=age_sigma,
                                               dead_fraction=dead_fraction, subshowers=wcda_subshowers)
@@ -240,7 +265,8 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
             take = lambda b: jax.tree_util.tree_map(lambda a: np.asarray(a)[sel], b)
             kept.append(({k: v[sel] for k, v in truth.items()},
                          {b: take(v) for b, v in blocks.items()},
-                         {d: trig[d][sel] for d in detectors}))
+                         {d: trig[d][sel] for d in detectors},
+                         {b: np.asarray(v)[sel] for b, v in labels.items()}))
             n_kept += sel.size
         if progress is not None:
             progress(n_kept, thrown)
@@ -259,8 +285,13 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
         ids["wcda"] = setup["wcda"][0].cell_id
     for name, cell_ids in ids.items():
         block = jax.tree_util.tree_map(lambda *a: np.concatenate(a), *[c[1][name] for c in kept])
-        i, t, q = dense_to_jagged(block, cell_ids)
-        records[f"{name}_id"], records[f"{name}_time"], records[f"{name}_pe"] = i, t, q
+        lab = None
+        if hit_labels and name in kept[0][3]:
+            lab = np.concatenate([c[3][name] for c in kept])
+        jag = dense_to_jagged(block, cell_ids, lab)
+        records[f"{name}_id"], records[f"{name}_time"], records[f"{name}_pe"] = jag[:3]
+        if lab is not None:
+            records[f"{name}_signal"] = jag[3]
     if "wfcta" in detectors:
         import awkward as ak
 
