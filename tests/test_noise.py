@@ -135,7 +135,7 @@ def _toy_event():
     phys = km2a.DEFAULT_PHYSICS._replace(is_gamma=1.0)
     sh = Shower.make(core_x=0.0, core_y=0.0, zenith=np.radians(20.0), azimuth=0.3,
                      log10_energy=5.0, xmax=500.0, log_muon_scale=np.log(0.1), t0=0.0)
-    e = km2a.expected(sh, geo, resp, phys)
+    e = jax.jit(lambda s: km2a.expected(s, geo, resp, phys))(sh)
     ed_t = np.asarray(e.ed_time)
     md_t = np.asarray(e.md_time)
     ed = ChannelBlock(signal=jnp.array([4000.0, 10.0, 0.0, 5.0, 60.0]),
@@ -150,7 +150,17 @@ def _toy_event():
 
 def test_posterior_big_on_front_high_small_off_front_low():
     sh, ed, md, geo, resp, phys, _ = _toy_event()
-    p_ed, p_md = noise.posterior_signal_probability(sh, ed, md, geo, resp, phys)
+
+    @jax.jit
+    def evaluate(sh, ed, md):  # one compilation instead of op-by-op dispatch
+        e = km2a.expected(sh, geo, resp, phys)
+        obs = km2a.Observed(ed, md)
+        return (noise.posterior_signal_probability(sh, ed, md, geo, resp, phys),
+                noise.signal_log_odds(sh, ed, md, geo, resp, phys)[0],
+                km2a.channel_nll(obs, e, geo, resp, phys, log_terms=True)[0],
+                km2a.channel_nll(obs, e, geo, resp, phys)[0])
+
+    (p_ed, p_md), lo_ed, terms, nll = evaluate(sh, ed, md)
     p_ed, p_md = np.asarray(p_ed), np.asarray(p_md)
     assert p_ed[0] > 0.999
     assert p_ed[1] < 0.01
@@ -159,11 +169,6 @@ def test_posterior_big_on_front_high_small_off_front_low():
     fin = np.concatenate([p_ed[np.isfinite(p_ed)], p_md[np.isfinite(p_md)]])
     assert np.all((fin >= 0) & (fin <= 1))
     # the posterior is the likelihood's: L_sig/(L_sig+L_noise) with the nll's own mixture
-    lo_ed, _ = noise.signal_log_odds(sh, ed, md, geo, resp, phys)
-    terms = km2a.channel_nll(km2a.Observed(ed, md), km2a.expected(sh, geo, resp, phys), geo,
-                             resp, phys, log_terms=True)[0]
-    nll = km2a.channel_nll(km2a.Observed(ed, md), km2a.expected(sh, geo, resp, phys), geo, resp,
-                           phys)[0]
     hit = np.asarray(terms[0])
     np.testing.assert_allclose(np.asarray(-jnp.logaddexp(terms[1], terms[2]))[hit],
                                np.asarray(nll)[hit], rtol=1e-6)
@@ -180,7 +185,8 @@ def test_posterior_vmaps_over_a_padded_batch():
     edb = edb._replace(valid=edb.valid.at[1].set(False))
     f = jax.jit(jax.vmap(lambda s, e, m: noise.posterior_signal_probability(s, e, m, geo, resp, phys)))
     p_ed, _ = f(shb, edb, mdb)
-    one, _ = noise.posterior_signal_probability(sh, ed, md, geo, resp, phys)
+    one, _ = jax.jit(lambda s, e, m: noise.posterior_signal_probability(
+        s, e, m, geo, resp, phys))(sh, ed, md)
     np.testing.assert_allclose(np.asarray(p_ed[0]), np.asarray(one), rtol=1e-5)
     assert np.all(np.isnan(np.asarray(p_ed[1])))
 
@@ -188,10 +194,13 @@ def test_posterior_vmaps_over_a_padded_batch():
 # ------------------------------------------------------------------------------ time window
 def test_time_window_roc_point_matches_direct_count():
     sh, ed, md, geo, resp, phys, ed_t = _toy_event()
-    (keep_ed, score_ed), _ = noise.time_window_signal(sh, ed, md, geo, resp, phys)
+    (keep_ed, score_ed), _ = jax.jit(
+        lambda s, e, m: noise.time_window_signal(s, e, m, geo, resp, phys))(sh, ed, md)
     keep_ed, score_ed = np.asarray(keep_ed), np.asarray(score_ed)
     assert keep_ed.tolist() == [True, False, False, False, True]
-    (keep_r, _), _ = noise.time_window_signal(sh, ed, md, geo, resp, phys, r_max=100.0)
+    assert np.isnan(score_ed[2]) and np.isnan(score_ed[3])
+    (keep_r, _), _ = jax.jit(lambda s, e, m: noise.time_window_signal(
+        s, e, m, geo, resp, phys, r_max=100.0))(sh, ed, md)
     assert np.asarray(keep_r).tolist() == [True, False, False, False, False]
     # on a random event: the ROC point of the classic window equals a direct count of
     # −30 < Δt < 50 ns among labelled hits
