@@ -122,10 +122,14 @@ def shower_from_columns(out: Mapping, dtype=jnp.float32) -> Shower:
 # ---------------------------------------------------------------------------------------------
 # truth labels and per-pulse values on the dense blocks
 # ---------------------------------------------------------------------------------------------
+_NAN_SENTINEL = -1.0e300
+
+
 def dense_hit_values(records: Mapping, layout, values: Mapping) -> dict:
     """Per-pulse values carried to the pulse ``to_event_batch`` keeps (the largest charge per
     channel, ties the first): ``values`` {"km2a_ed": jagged, "km2a_md": jagged} aligned with
-    ``records['km2a_<x>_id']`` -> {group: (n_events, n_channels) float64, NaN where no pulse}.
+    ``records['km2a_<x>_id']`` (NaN allowed) -> {group: (n_events, n_channels) float64, NaN
+    where no pulse or where the kept pulse's value is NaN}.
 
     Done by ``to_event_batch`` itself (the values in place of the times), so the rule and the
     channel mapping are the pipeline's."""
@@ -135,10 +139,15 @@ def dense_hit_values(records: Mapping, layout, values: Mapping) -> dict:
 
     rec = dict(records)
     for g, v in values.items():
-        rec[f"{g}_time"] = ak.values_astype(ak.Array(v), np.float64)
+        # NaN values (a tagger without an opinion) pass the schema's finite-time check as a
+        # sentinel and come back as NaN
+        rec[f"{g}_time"] = ak.nan_to_num(ak.values_astype(ak.Array(v), np.float64), nan=_NAN_SENTINEL)
     batch = to_event_batch(rec, km2a=layout, as_jax=False)
-    return {g: np.where(np.asarray(batch.blocks[g].hit), np.asarray(batch.blocks[g].time), np.nan)
-            for g in values}
+    out = {}
+    for g in values:
+        t = np.asarray(batch.blocks[g].time)
+        out[g] = np.where(np.asarray(batch.blocks[g].hit) & (t != _NAN_SENTINEL), t, np.nan)
+    return out
 
 
 def dense_labels(records: Mapping, layout) -> dict:

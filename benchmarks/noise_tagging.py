@@ -93,6 +93,9 @@ def network_scores(path, rec, out, lay):
     from analysis.ml.classify import hit_signal_probability
     from analysis.noise import dense_hit_values
 
+    # analysis.ml.classify (main, e82a71b): (ed, md), lists of per-event arrays aligned with
+    # km2a_ed_id / km2a_md_id (every pulse of a channel the channel's value), NaN for hits
+    # beyond the network's largest-charge points and for events whose fit did not converge
     got = hit_signal_probability(path, rec, out)
     if not isinstance(got, dict):
         got = dict(zip(GROUPS, got))
@@ -179,7 +182,7 @@ def own_simulation(n_events, seed, physics_cfg, network=None):
             scores[g]["network"] = np.where(np.isnan(scores[g]["likelihood"]), np.nan, net[g])
     return {"n_events": int(len(out["status"])), "thrown": int(thrown),
             "roc": {g: {k: noise.roc(v, labels[g]) for k, v in scores[g].items()
-                        if not k.startswith("keep")} for g in GROUPS},
+                        if not k.startswith("keep") and k != "time_window_r200"} for g in GROUPS},
             "window_cut": {g: noise.cut_point(scores[g]["keep_window"], np.where(
                 np.isnan(scores[g]["likelihood"]), -1, labels[g])) for g in GROUPS}}
 
@@ -188,7 +191,7 @@ def _roc_line(name, r):
     wp = r["working_points"]
     pts = "  ".join(f"eff {float(k):.3f}: rej {p['rej']:.3f}±{p['rej_err']:.3f}"
                     for k, p in wp.items())
-    return f"  {name:18s} AUC {r['auc']:.4f}  ({r['n_signal']} shower / {r['n_noise']} noise)  {pts}"
+    return f"  {name:28s} AUC {r['auc']:.4f}  ({r['n_signal']} shower / {r['n_noise']} noise)  {pts}"
 
 
 def _plot(rocs, path, title, cuts=None):
@@ -254,6 +257,14 @@ def main(argv=None):
     # point is in ``cuts``
     rocs = {g: {k: noise.roc(v, labels[g]) for k, v in scores[g].items()
                 if not k.startswith("keep") and k != "time_window_r200"} for g in GROUPS}
+    if args.network:
+        # the network scores a subset (NaN beyond its largest-charge points and for events whose
+        # fit did not converge): the other taggers again on that same subset, like for like
+        for g in GROUPS:
+            has = ~np.isnan(scores[g]["network"])
+            for k in ("likelihood", "time_window"):
+                rocs[g][f"{k} (network's hits)"] = noise.roc(np.where(has, scores[g][k], np.nan),
+                                                             labels[g])
     # cuts on the same population as the ROC: the scored hits (others labelled −1: ignored)
     lab_scored = {g: np.where(scored[g], labels[g], -1) for g in GROUPS}
     cuts = {g: {"window": noise.cut_point(scores[g]["keep_window"], lab_scored[g]),

@@ -72,6 +72,15 @@ def test_dense_labels_are_the_kept_pulse(g4km2a):
                     best[key] = q
                     expect[key] = lb
         assert np.array_equal(dense[g], expect)
+    # per-pulse values of a tagger (a network's) reach the same kept pulse; NaN stays NaN
+    import awkward as ak
+
+    vals = noise.dense_hit_values(rec, lay, {
+        "km2a_ed": rec["km2a_ed_signal"],
+        "km2a_md": ak.values_astype(rec["km2a_md_signal"], np.float64) * np.nan})
+    hit = dense["km2a_ed"] >= 0
+    assert np.array_equal(vals["km2a_ed"][hit], dense["km2a_ed"][hit].astype(float))
+    assert np.all(np.isnan(vals["km2a_ed"][~hit])) and np.all(np.isnan(vals["km2a_md"]))
     # a noise pulse is lost from the dense blocks only where a shower pulse of the same ED has
     # more charge: fewer noise than in the file, but most of them
     assert 0.95 * 3229 < int((dense["km2a_ed"] == 0).sum()) < 3229
