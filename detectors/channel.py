@@ -46,7 +46,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import erfcx, gammaln, log_ndtr
 
-__all__ = ["MU_FLOOR", "LOG_SQRT_2PI", "noise_probability", "counting_channel_nll", "time_log_density",
+__all__ = ["MU_FLOOR", "LOG_SQRT_2PI", "noise_probability", "counting_channel_nll",
+           "counting_channel_log_terms", "time_log_density",
            "emg_time_variance",
            "information_weights", "delegate_fields", "deviance_sums", "GOF_MIN_MU_EFF",
            "compound_log_density", "COMPOUND_K", "model_fano", "scaled_poisson_nll"]
@@ -156,6 +157,22 @@ def counting_channel_nll(q, t, hit, valid, mu, fano, t_exp, sigma_t, threshold, 
     compound : None, or (gain [PE per particle], σ_rel, n_switch [particles]): score charges
         below ~n_switch particles with the exact compound Poisson–gamma density (module doc)
     """
+    is_hit, log_signal, log_noise, log_empty = counting_channel_log_terms(
+        q, t, hit, mu, fano, t_exp, sigma_t, threshold, saturation, p_noise, window_ns,
+        noise_logpdf, compound=compound, t_lag=t_lag)
+    log_hit = jnp.logaddexp(log_signal, log_noise)
+    out = -jnp.where(is_hit, log_hit, log_empty)
+    return jnp.where(valid, out, 0.0)
+
+
+def counting_channel_log_terms(q, t, hit, mu, fano, t_exp, sigma_t, threshold, saturation,
+                               p_noise, window_ns, noise_logpdf, compound=None, t_lag=None):
+    """The terms of :func:`counting_channel_nll` (same arguments, no ``valid``), per channel:
+    ``(is_hit, log_signal, log_noise, log_empty)``. A hit channel's ln L is
+    logaddexp(log_signal, log_noise) — log_signal = ln[Pois_c(n_eff; μ_eff)/F · f(t)] (or the
+    saturated tail), log_noise = ln[e^{−μ_eff} p_noise f_noise(q)/W] — so
+    σ(log_signal − log_noise) is the posterior probability that the hit is the shower's
+    (``analysis.noise``); an empty channel's is log_empty = ln[e^{−μ_eff}(1 − p_noise)]."""
     mu = jnp.maximum(mu, MU_FLOOR)
     is_hit = hit & (q >= threshold)
     sat = q >= saturation
@@ -173,10 +190,8 @@ def counting_channel_nll(q, t, hit, valid, mu, fano, t_exp, sigma_t, threshold, 
     log_q_sig = jnp.where(sat, log_sat, log_pois)
     log_t_sig = time_log_density(jnp.where(is_hit, t, t_exp), t_exp, sigma_t, t_lag)
     log_noise = log_p0 + jnp.log(p_noise) + noise_logpdf(q) - jnp.log(window_ns)
-    log_hit = jnp.logaddexp(log_q_sig + log_t_sig, log_noise)
     log_empty = log_p0 + jnp.log1p(-p_noise)
-    out = -jnp.where(is_hit, log_hit, log_empty)
-    return jnp.where(valid, out, 0.0)
+    return is_hit, log_q_sig + log_t_sig, log_noise, log_empty
 
 
 def information_weights(expectation, moments_fn):

@@ -65,8 +65,8 @@ import jax.numpy as jnp
 import numpy as np
 from .block import ChannelBlock
 from . import lateral, profile
-from .channel import (LOG_SQRT_2PI, MU_FLOOR, counting_channel_nll, delegate_fields,
-                      emg_time_variance, noise_probability)
+from .channel import (LOG_SQRT_2PI, MU_FLOOR, counting_channel_log_terms, counting_channel_nll,
+                      delegate_fields, emg_time_variance, noise_probability)
 from .channel import information_weights as _information_weights
 from .shower import SPEED_OF_LIGHT_M_PER_NS, Shower, ground_slant_depth, shower_plane_coordinates
 from .substructure import lognormal_multiplier, radial_table, shower_plane_xy, subshower_particles
@@ -382,12 +382,13 @@ _LOG_SQRT_2PI = LOG_SQRT_2PI
 
 def _channel_nll(q, t, hit, valid, mu, t_front, tau, sigma_el, gain, sigma_q, threshold,
                  saturation, rate_hz, window_ns, noise_logpdf, compound_particles=0.0,
-                 model_frac=0.0, emg=1.0):
+                 model_frac=0.0, emg=1.0, log_terms=False):
     """−ln L per channel (shape of q): ``detectors.channel.counting_channel_nll`` in PE with the
     mean G·μ and Var/mean F = G(1 + σ_q²), and the first-particle lag T/n, n = max(q/G, 1):
     exponentially modified Gaussian around the leading edge with σ² = σ_el² + (frac·T)²
     (``emg``), or the Gaussian of mean T/n; with ``compound_particles`` > 0 small charges use
-    the compound Poisson–gamma density."""
+    the compound Poisson–gamma density. ``log_terms``: its terms instead
+    (``channel.counting_channel_log_terms``; ``valid`` not applied)."""
     mu = jnp.maximum(mu, _MU_FLOOR)
     lag = tau / jnp.maximum(q / gain, 1.0)
     compound = (gain, sigma_q, compound_particles) if compound_particles > 0 else None
@@ -396,6 +397,11 @@ def _channel_nll(q, t, hit, valid, mu, t_front, tau, sigma_el, gain, sigma_q, th
         t_exp, sigma_t, t_lag = t_front, jnp.sqrt(sigma2), lag
     else:
         t_exp, sigma_t, t_lag = t_front + lag, jnp.sqrt(sigma2 + lag ** 2), None
+    if log_terms:
+        return counting_channel_log_terms(q, t, hit, gain * mu, gain * (1.0 + sigma_q ** 2),
+                                          t_exp, sigma_t, threshold, saturation,
+                                          noise_probability(rate_hz, window_ns), window_ns,
+                                          noise_logpdf, compound=compound, t_lag=t_lag)
     return counting_channel_nll(q, t, hit, valid, gain * mu, gain * (1.0 + sigma_q ** 2),
                                 t_exp, sigma_t, threshold,
                                 saturation, noise_probability(rate_hz, window_ns), window_ns,
@@ -415,10 +421,12 @@ def _md_noise_logpdf(response):
 
 
 def channel_nll(observed: Observed, expectation: Expectation, geometry: Geometry,
-                response: Response, physics: KM2APhysics = DEFAULT_PHYSICS):
+                response: Response, physics: KM2APhysics = DEFAULT_PHYSICS, log_terms=False):
     """Per-channel −ln L: (ed (n_ed,), md (n_md,)). ``physics`` matters through
     ``compound_particles`` (the charge model), ``front_model_frac`` and ``time_emg`` (the time
-    model)."""
+    model). ``log_terms=True``: per detector the tuple (is_hit, log_signal, log_noise,
+    log_empty) of ``channel.counting_channel_log_terms`` instead (validity not applied; the
+    noise-hit posterior of ``analysis.noise``)."""
     cp = float(physics.compound_particles)
     ed, md = observed.ed, observed.md
     ed_valid = ed.valid & jnp.asarray(geometry.ed_live)
@@ -429,14 +437,14 @@ def channel_nll(observed: Observed, expectation: Expectation, geometry: Geometry
                           response.ed_charge_resolution, response.ed_threshold_pe,
                           response.ed_saturation_pe, response.ed_noise_rate_hz, response.window_ns,
                           _ed_noise_logpdf(response), cp, physics.front_model_frac,
-                          float(physics.time_emg))
+                          float(physics.time_emg), log_terms)
     md_nll = _channel_nll(md.signal, md.time, md.hit, md_valid, expectation.md_muons,
                           expectation.md_time, expectation.md_front_tau,
                           response.md_time_resolution_ns, response.md_gain,
                           response.md_charge_resolution, response.md_threshold_pe,
                           response.md_saturation_pe, response.md_noise_rate_hz, response.window_ns,
                           _md_noise_logpdf(response), cp, physics.front_model_frac,
-                          float(physics.time_emg))
+                          float(physics.time_emg), log_terms)
     return ed_nll, md_nll
 
 

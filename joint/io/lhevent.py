@@ -3,7 +3,8 @@
 The file has a tree ``event`` with one split branch ``Event`` (class LHEvent). Used members:
 ``ev_n``, ``mjd``, truth ``E`` [GeV], ``Id`` (CORSIKA particle id), ``Theta``, ``Phi`` [rad],
 ``Corex``, ``Corey`` [m], and the hit collections ``HitsE`` (ED), ``HitsM`` (MD), ``HitsW``
-(WCDA) with members ``id``, ``time`` [ns], ``pe`` [PE], ``np`` (true particles, not read).
+(WCDA) with members ``id``, ``time`` [ns], ``pe`` [PE], ``np`` (true particles; −1 on noise
+pulses; read only for ``hit_labels``).
 
 Mapping into the project's conventions (records of ``joint.io.schema``):
 
@@ -29,7 +30,14 @@ Mapping into the project's conventions (records of ``joint.io.schema``):
 - ``true_xmax``, ``true_log_muon_scale``, ``true_t0`` are not in the file: NaN;
 - ``run`` is not in the file: 0 (or the ``run`` argument); ``event_id = ev_n``;
   ``time_mjd = mjd`` (−1 in simulation);
-- WCDA hits (``HitsW``) become the ``wcda_*`` group only when the file has at least one.
+- WCDA hits (``HitsW``) become the ``wcda_*`` group only when the file has at least one;
+- ``hit_labels=True`` adds the truth of every pulse: ``km2a_ed_signal`` and ``km2a_md_signal``,
+  int8 jagged arrays aligned with ``km2a_ed_id`` / ``km2a_md_id`` (one entry per pulse, like the
+  other hit fields): 1 for a shower pulse (``np`` ≥ 0: the ED's true particle count, ≥ 1 on every
+  shower pulse of KM2AMCTest.root), 0 for a noise pulse (``np`` = −1). ``np`` is per ED (the same
+  on all its pulses; docs/g4km2a.md §3). The reader keeps every pulse; ``to_event_batch`` keeps
+  the largest-charge pulse per channel, and ``analysis.noise.dense_labels`` gives the label of
+  that kept pulse. The same two names as ``joint.simulation.simulate_records(hit_labels=True)``.
 """
 from __future__ import annotations
 
@@ -44,6 +52,8 @@ TREE = "event"
 _SCALARS = ("ev_n", "mjd", "E", "Id", "Theta", "Phi", "Corex", "Corey")
 _HITS = {"HitsE": "km2a_ed", "HitsM": "km2a_md", "HitsW": "wcda"}
 _HIT_FIELDS = {"id": "id", "time": "time", "pe": "pe"}
+#: per-pulse truth labels of ``hit_labels=True``: LHEvent collection -> record field
+_LABELS = {"HitsE": "km2a_ed_signal", "HitsM": "km2a_md_signal"}
 
 
 def mass_number_from_corsika_id(pid) -> np.ndarray:
@@ -60,8 +70,12 @@ def mass_number_from_corsika_id(pid) -> np.ndarray:
     return out
 
 
-def read_lhevent(path, km2a=None, wcda=None, run: int = 0, azimuth_offset_deg: float = 0.0) -> dict:
+def read_lhevent(path, km2a=None, wcda=None, run: int = 0, azimuth_offset_deg: float = 0.0,
+                 hit_labels: bool = False) -> dict:
     """Read a G4KM2A LHEvent file into the records dict of ``joint.io.schema``.
+
+    ``hit_labels``: also return ``km2a_ed_signal`` / ``km2a_md_signal`` (int8, jagged like
+    ``km2a_ed_id`` / ``km2a_md_id``: 1 shower pulse, 0 noise pulse, from ``np``; module doc).
 
     Raises EventFileError (naming the file and the field) for a missing, truncated or corrupt
     file (one line), a missing tree or member, an empty tree, NaN hit times, mismatched hit
@@ -77,6 +91,8 @@ def read_lhevent(path, km2a=None, wcda=None, run: int = 0, azimuth_offset_deg: f
             for k in tree.keys(recursive=True):
                 leaf.setdefault(k.split("/")[-1], k)
         wanted = list(_SCALARS) + [f"{h}.{f}" for h in _HITS for f in _HIT_FIELDS]
+        if hit_labels:
+            wanted += [f"{h}.np" for h in _LABELS]
         for name in wanted:
             if name not in leaf:
                 raise EventFileError(path, f"Event/{name}", "is missing")
@@ -105,6 +121,9 @@ def read_lhevent(path, km2a=None, wcda=None, run: int = 0, azimuth_offset_deg: f
             arr = get[f"{hits}.{f}"]
             dt = {"id": np.int32, "time": np.float64, "pe": np.float32}[ours]
             records[f"{group}_{ours}"] = ak.values_astype(arr, dt)
+    if hit_labels:
+        for hits, name in _LABELS.items():
+            records[name] = ak.values_astype(get[f"{hits}.np"] >= 0, np.int8)
     # validation names the LHEvent member, not our branch name
     try:
         validate_records(records, source=path)
