@@ -21,3 +21,12 @@ if python -c "import uproot, awkward, astropy, tqdm" 2>/dev/null; then
 else
   echo "e2e reconstruct: skipped (uproot/awkward/astropy/tqdm missing; carry a wheels/ folder)" | tee -a "$OUT/gpu_log.txt"
 fi
+# Networks (issue 17): the KM2A γ/hadron DGCNN with 4× the CPU samples and more epochs; the
+# samples need the reconstruction (uproot/awkward for the records), so the same wheels apply.
+if python -c "import uproot, awkward, astropy, tqdm, flax, optax, sklearn" 2>/dev/null; then
+  PYTHONPATH=. XLA_PYTHON_CLIENT_PREALLOCATE=false python benchmarks/ml_gamma_hadron.py \
+    --n-train 16000 --n-val 4000 --n-test 8000 --epochs 30 --time-budget 1800 \
+    --out "$OUT/ml_gamma_hadron_gpu" --save-model "$OUT/km2a_gamma_hadron_gpu" 2>&1 | tee -a "$OUT/gpu_log.txt"
+else
+  echo "ml_gamma_hadron: skipped (needs uproot/awkward/astropy/tqdm/flax/optax/scikit-learn; carry wheels/)" | tee -a "$OUT/gpu_log.txt"
+fi

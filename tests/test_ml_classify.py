@@ -67,6 +67,7 @@ def test_classify_refuses_mismatched_reco(small_run, tmp_path, capsys):
     other = tmp_path / "other.root"
     assert main(["simulate", "--primary", "gamma", "--n-events", "3", "--seed", "12",
                  "--log10-energy-range", "4.8", "5.0", "--detectors", "km2a", "-o", str(other)]) == 0
+    capsys.readouterr()
     out = tmp_path / "x.root"
     assert main(["classify", str(other), str(reco), "-o", str(out), "--gamma-hadron-model",
                  str(model)]) == 2
