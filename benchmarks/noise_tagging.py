@@ -96,7 +96,7 @@ def network_scores(path, rec, out, lay):
     # analysis.ml.classify (main, e82a71b): (ed, md), lists of per-event arrays aligned with
     # km2a_ed_id / km2a_md_id (every pulse of a channel the channel's value), NaN for hits
     # beyond the network's largest-charge points and for events whose fit did not converge
-    got = hit_signal_probability(path, rec, out)
+    got = hit_signal_probability(path, rec, out, layout=lay)
     if not isinstance(got, dict):
         got = dict(zip(GROUPS, got))
     n_ch = {"km2a_ed": lay.n_ed, "km2a_md": lay.n_md}

@@ -28,7 +28,7 @@ __all__ = ["EVENT_FEATURES", "WCDA_EVENT_FEATURES", "wcda_sample", "simulate_wcd
 EVENT_FEATURES = ("reco_log10_energy", "cos_zenith", "core_distance_100m", "log10_ne",
                   "log10_nmu", "age")
 WCDA_EVENT_FEATURES = ("reco_log10_energy", "cos_zenith", "core_distance_100m", "log10_npe",
-                       "log10_nhit", "age")
+                       "log10_nhit", "log10_cxpe")
 #: simulation seeds of the splits (independent streams)
 SPLIT_SEEDS = {"train": 1701, "val": 1702, "test": 1703}
 SIM_INDEX = -1.0
@@ -43,12 +43,13 @@ def event_features(columns, detector="km2a") -> np.ndarray:
     g = lambda k: np.asarray(columns[k], np.float64)
     if detector == "km2a":
         size = (np.log10(1.0 + np.maximum(g("ne"), 0.0)),
-                np.log10(1.0 + np.maximum(g("nmu"), 0.0)))
-    else:
+                np.log10(1.0 + np.maximum(g("nmu"), 0.0)), g("age"))
+    else:  # the WCDA fit has no lateral-age column: the largest charge beyond 45 m instead
         size = (np.log10(1.0 + np.maximum(g("wcda_npe"), 0.0)),
-                np.log10(1.0 + np.maximum(g("wcda_nhit"), 0.0)))
+                np.log10(1.0 + np.maximum(g("wcda_nhit"), 0.0)),
+                np.log10(1.0 + np.maximum(g("cxpe"), 0.0)))
     f = np.stack([g("reco_log10_energy"), np.cos(g("reco_zenith")),
-                  np.hypot(g("reco_core_x"), g("reco_core_y")) / 100.0, *size, g("age")], axis=1)
+                  np.hypot(g("reco_core_x"), g("reco_core_y")) / 100.0, *size], axis=1)
     return np.where(np.isfinite(f), f, 0.0).astype(np.float32)
 
 
