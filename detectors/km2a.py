@@ -52,7 +52,10 @@ exponential of mean T(r)) plus electronics jitter and the leading edge's irregul
 (front_model_frac · T(r), Gaussian, independent per channel: what the likelihood allows for), lateral-age fluctuations shower to shower,
 noise hits at the singles rate uniformly over the readout window with the noise charge spectrum,
 dead channels (``valid`` False), saturation, the threshold and the trigger (≥ 20 EDs within
-400 ns). The fit model carries none of these fluctuations explicitly.
+400 ns). For hadrons it can add the hadronic structure measured on CORSIKA protons
+(:data:`HADRON_STRUCTURE`, ``detectors.substructure``, docs/hadron_structure.md): a patchy,
+log-normal EM footprint, small EM sub-showers and muon clumps near the core, all mean-preserving.
+The fit model carries none of these fluctuations explicitly.
 
 Units: positions m, times ns, charges PE, densities per m².
 """

@@ -51,7 +51,8 @@ jitter, the time slewing of the sampled charge, dark-noise hits uniformly over t
 cells, saturation, the threshold, a shower-to-shower lateral-age fluctuation, and the trigger
 (≥ ``trigger_n`` cells of ≥ ``trigger_pe`` within ``trigger_window_ns``). For hadron primaries it
 can add electromagnetic sub-showers from late hadronic interactions (``subshower_*``: compact
-lumps of particles scattered at random around the core, PHYSICS.md has no numbers [M]) — the
+lumps of particles scattered at random around the core, shared with KM2A:
+``detectors.substructure.subshower_particles``; PHYSICS.md has no numbers [M]) — the
 clumpiness that compactness and PINCness measure and that the smooth fit model does not carry.
 
 Units: positions m, times ns, charges PE (large-PMT equivalent), densities per m².
