@@ -1,0 +1,387 @@
+"""Composition network (issue 17): light (H+He) selection at 90% purity and ln A regression at
+0.3–3 PeV, DGCNN on KM2A hits + WFCTA image + Xmax vs the notebook's Fisher discriminant
+(joint Xmax + log10(Nμ/Ne^0.86)) on the same test events.
+
+    .venv/bin/python benchmarks/ml_composition.py                       # defaults below
+    .venv/bin/python benchmarks/ml_composition.py --quick               # smoke run, tiny samples
+
+Samples (``analysis.ml.composition_data``): KM2A + WFCTA simulated together
+(``analysis.composition.simulate_sample``: H, He, CNO, Fe, log10(E/GeV) 5.5–6.5 E^−1, flux
+weights E^−2.7 with the 30/30/15/25% mix), one seed per split (train / val / test). Every event
+is fitted with KM2A alone (hadron hypothesis; its fitted shower gives the point cloud and the six
+KM2A event features; the WFCTA image parameters are computed at its geometry). The joint
+KM2A+WFCTA fit (``analysis.composition.method_configs()["joint"]``, the notebook's) is run on the
+test split (the Fisher discriminant's Xmax and Nμ/Ne) and on the training split's first
+``--n-joint-train`` events per mass (the Fisher's training sample).
+
+Network Xmax input (``--xmax-input``): ``km2a`` (default): the KM2A-alone fit's Xmax, available
+for every split at no extra cost; ``joint``: the joint fit's Xmax where it was run (flag 1),
+absent (0, flag 0) elsewhere.
+
+Selection: the network's cut (``p_light``) is the lowest threshold reaching 90% purity on the
+validation split; the Fisher's on its training events (as ``analysis.composition`` does with its
+training half). Both applied to the test split: efficiency N_light,sel / N_light,all with
+N_light,all every triggered light event of the test split (failed fits and events without a
+usable image count as lost), binomial errors with effective counts of the flux weights, per
+true-energy bin (``TABLE_EDGES``) and overall; also on the hybrid (KM2A and WFCTA triggered)
+events only, as the notebook's table. ln A: median bias, 68% half-width and std of
+ln A_pred − ln A per mass (test split, converged KM2A fits).
+
+Writes benchmarks/results/ml_composition.{txt,json} and the model
+analysis/ml/models/km2a_composition.{npz,json}. Samples cache in benchmarks/results/ml_cache/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+TARGET = "1 − ε_net ≤ 0.5 (1 − ε_Fisher)"
+
+
+def _cache_key(split, n, seed):
+    from ml_gamma_hadron import sim_hash
+
+    return f"comp_{split}_n{n}_s{seed}_{sim_hash()}"
+
+
+def build_split(split, n_per_mass, n_joint, cache: Path, log, setup):
+    """Simulate, fit KM2A (all) and joint (the first ``n_joint`` per mass), image features; the
+    raw columns cached as npz. Returns a dict of numpy arrays (sample + joint columns)."""
+    from analysis.composition import MASSES, reconstruct_sample
+    from analysis.ml import composition_data as CD
+
+    seed = CD.SPLIT_SEEDS[split]
+    path = cache / f"{_cache_key(split, n_per_mass, seed)}_j{n_joint}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            log(f"{split}: cached {path.name}")
+            return {k: z[k] for k in z.files}
+    t0 = time.perf_counter()
+    rec, thrown = CD.simulate_split(n_per_mass, seed, layouts=setup[0])
+    t_sim = time.perf_counter() - t0
+    outs, sec, img = CD.reconstruct_split(rec, methods=("km2a",), setup=setup)
+    n = len(rec["event_id"])
+    a = np.rint(np.asarray(rec["true_mass_number"], float)).astype(int)
+    joint_cols = {"reco_xmax": np.full(n, np.nan), "reco_log10_energy": np.full(n, np.nan),
+                  "status": np.full(n, -1, np.int32), "nmu": np.full(n, np.nan),
+                  "ne": np.full(n, np.nan), "wfcta_size": np.full(n, np.nan)}
+    has_joint = np.zeros(n, bool)
+    t_joint = 0.0
+    if n_joint > 0:
+        # the first n_joint events of each mass (simulation order: independent of the outcome)
+        for m in MASSES:
+            idx = np.nonzero(a == m)[0][:n_joint]
+            has_joint[idx] = True
+        sel = np.nonzero(has_joint)[0]
+        sub = {k: v[sel] for k, v in rec.items()}
+        t1 = time.perf_counter()
+        jo, _ = reconstruct_sample(sub, methods=("joint",), setup=setup)
+        t_joint = time.perf_counter() - t1
+        for k in joint_cols:
+            if k in jo["joint"]:
+                joint_cols[k][sel] = np.asarray(jo["joint"][k])
+    s = CD.composition_sample(rec, outs["km2a"], img, layout=setup[0]["km2a"])
+    out = {k: v for k, v in s.items()}
+    for k, v in joint_cols.items():
+        out[f"joint_{k}"] = v
+    out["has_joint"] = has_joint
+    out["km2a_reco_xmax"] = np.asarray(outs["km2a"]["reco_xmax"], np.float64)
+    for k in ("hillas_size", "hillas_length", "hillas_width", "hillas_dist", "x_dist",
+              "wfcta_size"):
+        out[f"img_{k}"] = np.asarray(img[k], np.float64)
+    out["thrown"] = np.array([thrown[int(m)] for m in MASSES])
+    out["timing_s"] = np.array([t_sim, sec["km2a"], t_joint])
+    log(f"{split}: {n} events ({n_per_mass} per mass, seed {seed}, thrown "
+        f"{out['thrown'].tolist()}): simulate {t_sim:.0f} s, KM2A fit {sec['km2a']:.0f} s, "
+        f"joint fit of {int(has_joint.sum())} events {t_joint:.0f} s")
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **out)
+    return out
+
+
+def with_xmax_input(s, source):
+    """The sample with its Xmax features set from ``source`` ('km2a': the KM2A fit's Xmax where
+    the KM2A fit converged; 'joint': the joint fit's where it converged with an image)."""
+    from analysis.ml.composition_data import XMAX_FEATURES, COMPOSITION_EVENT_FEATURES, \
+        xmax_features
+
+    s = dict(s)
+    if source == "km2a":
+        x, ok = s["km2a_reco_xmax"], s["status"] == 0
+    elif source == "joint":
+        x = s["joint_reco_xmax"]
+        ok = (s["joint_status"] == 0) & (np.nan_to_num(s["joint_wfcta_size"]) > 0)
+    else:
+        x, ok = np.full(len(s["label"]), np.nan), np.zeros(len(s["label"]), bool)
+    ev = s["event"].copy()
+    i0 = COMPOSITION_EVENT_FEATURES.index(XMAX_FEATURES[0])
+    ev[:, i0:i0 + 2] = xmax_features(x, ok)
+    s["event"] = ev
+    s["xmax_source"] = np.array(source)
+    return s
+
+
+def fisher_scores(train_s, test_s):
+    """The notebook's Fisher discriminant (joint Xmax, log10(Nμ/Ne^0.86) of the joint fit, each
+    centred on a line in the joint fit's log10 E), trained on ``train_s``'s joint-fitted hybrid
+    events whose fit converged with an image (flux weights). Returns (scores on train, on test,
+    the fit, the analysed mask of test)."""
+    from analysis.composition import FisherDiscriminant, nmu_ne_variable
+
+    def cols(s):
+        hyb = s["present_km2a"] & s["present_wfcta"]
+        ok = (s["has_joint"] & hyb & (s["joint_status"] == 0)
+              & np.isfinite(s["joint_reco_xmax"]) & (np.nan_to_num(s["joint_wfcta_size"]) > 0))
+        nmn = nmu_ne_variable(s["joint_nmu"], s["joint_ne"])
+        ok &= np.isfinite(nmn) & np.isfinite(s["joint_reco_log10_energy"])
+        return np.c_[s["joint_reco_xmax"], nmn], s["joint_reco_log10_energy"], ok
+
+    xtr, lgtr, oktr = cols(train_s)
+    fis = FisherDiscriminant.fit(xtr[oktr], lgtr[oktr], train_s["label"][oktr].astype(bool),
+                                 train_s["weight"][oktr])
+    xte, lgte, okte = cols(test_s)
+    with np.errstate(invalid="ignore"):
+        s_tr = np.where(oktr, fis.score(np.nan_to_num(xtr), np.nan_to_num(lgtr)), np.nan)
+        s_te = np.where(okte, fis.score(np.nan_to_num(xte), np.nan_to_num(lgte)), np.nan)
+    return s_tr, s_te, fis, okte
+
+
+def selection_table(score, cut, s, population, edges):
+    """selection_counts per true-energy bin and overall (flux weights)."""
+    from analysis.composition import selection_counts
+
+    light = s["label"].astype(bool)
+    chosen = np.isfinite(score) & (score >= cut) if np.isfinite(cut) else np.zeros(len(light), bool)
+    lg = s["true_log10_energy"]
+    nb = len(edges) - 1
+    rows = []
+    for i in range(nb):
+        b = (lg >= edges[i]) & ((lg < edges[i + 1]) if i < nb - 1 else (lg <= edges[i + 1]))
+        rows.append(selection_counts(chosen, light, population & b, s["weight"]))
+    return {"bins": rows, "all": selection_counts(chosen, light, population, s["weight"])}
+
+
+def lost_ratio(e_net, e_f, err_net, err_f):
+    """(1 − ε_net) / (1 − ε_F) and a first-order error (errors treated as independent)."""
+    ln, lf = 1.0 - e_net, 1.0 - e_f
+    if not (np.isfinite(ln) and np.isfinite(lf)) or lf <= 0:
+        return float("nan"), float("nan")
+    r = ln / lf
+    err = r * np.sqrt((err_net / max(ln, 1e-9)) ** 2 + (err_f / lf) ** 2)
+    return float(r), float(err)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n-train", type=int, default=200, help="events per mass, training split")
+    ap.add_argument("--n-val", type=int, default=75)
+    ap.add_argument("--n-test", type=int, default=100)
+    ap.add_argument("--n-joint-train", type=int, default=50,
+                    help="joint fits per mass on the training split (Fisher training)")
+    ap.add_argument("--xmax-input", default="km2a", choices=("km2a", "joint", "none"))
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--learning-rate", type=float, default=2e-3)
+    ap.add_argument("--time-budget", type=float, default=900.0, help="training wall limit [s]")
+    ap.add_argument("--purity", type=float, default=0.90)
+    ap.add_argument("--quick", action="store_true", help="tiny samples (a smoke run)")
+    ap.add_argument("--no-save-model", action="store_true")
+    ap.add_argument("--cache", default=str(ROOT / "benchmarks" / "results" / "ml_cache"))
+    ap.add_argument("--save-model", default=str(ROOT / "analysis" / "ml" / "models" / "km2a_composition"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ml_composition"))
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.n_train, a.n_val, a.n_test, a.n_joint_train, a.epochs = 8, 4, 4, 4, 2
+        a.out += "_quick"
+        a.save_model += "_quick"
+    from analysis import composition as C
+    from analysis.ml.composition_data import COMPOSITION_EVENT_FEATURES
+    from analysis.ml.dgcnn import DGCNNConfig
+    from analysis.ml.train import predict, save, train
+    from common import machine
+    from joint.config import detector_setup
+    from ml_gamma_hadron import sim_hash
+
+    lines = []
+
+    def log(s=""):
+        print(s, flush=True)
+        lines.append(s)
+
+    t_start = time.perf_counter()
+    log(f"# ml_composition  {time.strftime('%Y-%m-%d %H:%M')}  {machine()}  sim {sim_hash()}")
+    log(f"# per mass: train {a.n_train} (joint fits {a.n_joint_train}), val {a.n_val}, test "
+        f"{a.n_test} (joint fits all); network Xmax input: {a.xmax_input}")
+    setup = detector_setup(("km2a", "wfcta"))
+    cache = Path(a.cache)
+    raw = {"train": build_split("train", a.n_train, a.n_joint_train, cache, log, setup),
+           "val": build_split("val", a.n_val, 0 if a.xmax_input != "joint" else a.n_val, cache,
+                              log, setup),
+           "test": build_split("test", a.n_test, a.n_test, cache, log, setup)}
+    sets = {k: with_xmax_input(v, a.xmax_input) for k, v in raw.items()}
+    # the network trains on the events whose KM2A fit converged (the point cloud is relative to
+    # it); the others are never selected
+    fit_ok = {k: v["status"] == 0 for k, v in sets.items()}
+    from analysis.ml.composition_data import subset
+
+    tr, va = subset(sets["train"], fit_ok["train"]), subset(sets["val"], fit_ok["val"])
+    log(f"training on {len(tr['label'])} events ({int(tr['label'].sum())} light), validation "
+        f"{len(va['label'])}")
+    cfg = DGCNNConfig(n_features=tr["points"].shape[-1], n_event=len(COMPOSITION_EVENT_FEATURES),
+                      n_regress=1)
+    t0 = time.perf_counter()
+    tm = train(tr, va, cfg, epochs=a.epochs, batch_size=a.batch_size,
+               learning_rate=a.learning_rate, regress="ln_a", time_budget_s=a.time_budget,
+               progress=False)
+    t_train = time.perf_counter() - t0
+    hist = tm.card["training"]["history"]
+    log(f"DGCNN trained in {t_train:.0f} s: {len(hist)} epochs, best (validation loss) "
+        f"{tm.card['training']['best_epoch']}; val loss per epoch "
+        + " ".join(f"{h['val_loss']:.3f}" for h in hist))
+
+    def net_scores(s, ok):
+        out, _ = predict(tm, s, batch_size=64)
+        p = 1.0 / (1.0 + np.exp(-out[:, 0].astype(np.float64)))
+        return np.where(ok, p, np.nan), np.where(ok, out[:, 1].astype(np.float64), np.nan)
+
+    p_val, _ = net_scores(sets["val"], fit_ok["val"])
+    t0 = time.perf_counter()
+    p_test, lna_test = net_scores(sets["test"], fit_ok["test"])
+    t_inf = time.perf_counter() - t0
+    val, test = sets["val"], sets["test"]
+    vok = np.isfinite(p_val)
+    cut_net = C.threshold_at_purity(p_val[vok], val["label"][vok].astype(bool), a.purity,
+                                    val["weight"][vok])
+    f_train, f_test, fis, f_ok = fisher_scores(sets["train"], test)
+    fok = np.isfinite(f_train)
+    cut_f = C.threshold_at_purity(f_train[fok], sets["train"]["label"][fok].astype(bool),
+                                  a.purity, sets["train"]["weight"][fok])
+    log(f"cuts at {a.purity:.2f} purity: network p_light ≥ {cut_net:.3f} (validation split, "
+        f"{int(vok.sum())} events); Fisher ≥ {cut_f:.3f} (its {int(fok.sum())} training events; "
+        f"w = {np.round(fis.w, 4).tolist()})")
+    edges = C.TABLE_EDGES
+    n = len(test["label"])
+    pops = {"triggered": np.ones(n, bool),
+            "hybrid": test["present_km2a"] & test["present_wfcta"]}
+    light = test["label"].astype(bool)
+    res = {"cuts": {"network": cut_net, "fisher": cut_f}, "populations": {}}
+    log("")
+    log(f"## Light (H+He) selection on the test split, cut tuned to {a.purity:.2f} purity "
+        f"(network: validation split; Fisher: training split), flux-weighted; efficiency relative "
+        f"to ALL light events of the population (failed fits, no image: lost); binomial errors")
+    log(f"analysed test events: network (KM2A fit converged) {int(fit_ok['test'].sum())}/{n}; "
+        f"Fisher (joint fit converged, image, hybrid) {int(f_ok.sum())}/{n}")
+    for pname, pop in pops.items():
+        tab = {"network": selection_table(p_test, cut_net, test, pop, edges),
+               "fisher": selection_table(f_test, cut_f, test, pop, edges)}
+        # the same events, interpolated ROC on the test split (no cut transfer)
+        roc = {}
+        for m, sc in (("network", p_test), ("fisher", f_test)):
+            e = C.efficiency_at_purity(np.where(pop, sc, np.nan)[pop], light[pop], a.purity,
+                                       test["weight"][pop])
+            roc[m] = float(e)
+        tab["roc_eff_at_purity"] = roc
+        res["populations"][pname] = tab
+        log("")
+        log(f"### population: {pname} test events ({int(pop.sum())}, {int((pop & light).sum())} "
+            "light)")
+        log(f"{'log10 E':>11} | {'n_L':>4} | {'network purity':>15} {'efficiency':>14} | "
+            f"{'Fisher purity':>15} {'efficiency':>14} | {'(1-e_net)/(1-e_F)':>18} | target")
+        labs = [f"{edges[i]:.2f}-{edges[i + 1]:.2f}" for i in range(len(edges) - 1)] + \
+            [f"{edges[0]:.2f}-{edges[-1]:.2f}"]
+        rows_n = tab["network"]["bins"] + [tab["network"]["all"]]
+        rows_f = tab["fisher"]["bins"] + [tab["fisher"]["all"]]
+        tab["lost_ratio"] = []
+        for lab, rn, rf in zip(labs, rows_n, rows_f):
+            r, re = lost_ratio(rn["efficiency"], rf["efficiency"], rn["efficiency_err"],
+                               rf["efficiency_err"])
+            met = "met" if (np.isfinite(r) and r <= 0.5) else "missed"
+            tab["lost_ratio"].append({"bin": lab, "ratio": r, "error": re, "met": met == "met"})
+            log(f"{lab:>11} | {rn['n_light_all']:4d} | {rn['purity']:6.3f} ± {rn['purity_err']:.3f} "
+                f"{rn['efficiency']:6.3f} ± {rn['efficiency_err']:.3f} | {rf['purity']:6.3f} ± "
+                f"{rf['purity_err']:.3f} {rf['efficiency']:6.3f} ± {rf['efficiency_err']:.3f} | "
+                f"{r:8.2f} ± {re:5.2f} | {met}")
+        log(f"  interpolated ROC on the test split itself (no cut transfer): efficiency at "
+            f"{a.purity:.2f} purity network {roc['network']:.3f}, Fisher {roc['fisher']:.3f}")
+    # the same analysed events for both (Fisher-analysed and network-analysed)
+    both = np.isfinite(p_test) & np.isfinite(f_test)
+    if both.any():
+        tab_b = {"network": selection_table(p_test, cut_net, test, both, edges)["all"],
+                 "fisher": selection_table(f_test, cut_f, test, both, edges)["all"]}
+        res["populations"]["both_analysed"] = tab_b
+        log(f"\non the {int(both.sum())} test events both analysed: efficiency network "
+            f"{tab_b['network']['efficiency']:.3f} ± {tab_b['network']['efficiency_err']:.3f} "
+            f"(purity {tab_b['network']['purity']:.3f}), Fisher {tab_b['fisher']['efficiency']:.3f}"
+            f" ± {tab_b['fisher']['efficiency_err']:.3f} (purity {tab_b['fisher']['purity']:.3f})")
+    # ln A regression
+    log("")
+    log("## ln A regression on the test split (converged KM2A fits): ln A_pred − ln A")
+    log(f"{'mass':>4} {'ln A':>5} | {'n':>4} {'bias (median)':>13} {'68% half':>9} {'std':>6} "
+        f"{'mean pred':>9}")
+    res["ln_a"] = {}
+    a_true = np.rint(test["true_mass_number"]).astype(int)
+    for m in C.MASSES:
+        sel = (a_true == m) & np.isfinite(lna_test)
+        st = C.robust_stats(lna_test[sel] - np.log(m))
+        st["mean_pred"] = float(np.mean(lna_test[sel])) if sel.any() else float("nan")
+        res["ln_a"][C.MASS_NAMES[m]] = st
+        log(f"{C.MASS_NAMES[m]:>4} {np.log(m):5.2f} | {st['n']:4d} {st['median']:+13.2f} "
+            f"{st['half68']:9.2f} {st['std']:6.2f} {st['mean_pred']:9.2f}")
+    allsel = np.isfinite(lna_test)
+    res["ln_a"]["all"] = C.robust_stats(lna_test[allsel] - np.log(a_true[allsel]))
+    log(f"{'all':>4} {'':5s} | {res['ln_a']['all']['n']:4d} {res['ln_a']['all']['median']:+13.2f} "
+        f"{res['ln_a']['all']['half68']:9.2f} {res['ln_a']['all']['std']:6.2f}")
+    ov = res["populations"]["triggered"]["lost_ratio"][-1]
+    verdict = "met" if ov["met"] else "missed"
+    log("")
+    log(f"target {TARGET}, 0.3–3 PeV, all triggered light events: ratio {ov['ratio']:.2f} ± "
+        f"{ov['error']:.2f} → {verdict}")
+    log(f"inference {n / max(t_inf, 1e-9):.0f} events/s (batch 64, test split, compile "
+        f"included); training {t_train:.0f} s; total {time.perf_counter() - t_start:.0f} s")
+    res.update({"target": TARGET, "verdict": verdict, "xmax_input": a.xmax_input,
+                "n_per_mass": {"train": a.n_train, "val": a.n_val, "test": a.n_test,
+                               "joint_train": a.n_joint_train},
+                "timing_s": {k: v["timing_s"].tolist() for k, v in raw.items()},
+                "thrown": {k: v["thrown"].tolist() for k, v in raw.items()},
+                "train_s": t_train, "card": tm.card, "sim_hash": sim_hash(),
+                "fisher": {"w": fis.w.tolist(), "centring": fis.centring.tolist(),
+                           "offset": fis.offset}})
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out + ".json").write_text(json.dumps(res, indent=1, default=float))
+    Path(a.out + ".txt").write_text("\n".join(lines) + "\n")
+    if not a.no_save_model:
+        tm.card["data"] = {
+            "task": "KM2A(+WFCTA image, Xmax) composition: light (H+He) logit 0, ln A regression",
+            "samples": "analysis.ml.composition_data / analysis.composition.simulate_sample: "
+                       "H, He, CNO, Fe, log10(E/GeV) 5.5-6.5 E^-1, weighted E^-2.7 mix "
+                       "30/30/15/25%, KM2A+WFCTA, directions within 5 deg of a telescope axis, "
+                       "cores within 300 m of the telescopes",
+            "seeds": "analysis.ml.composition_data.SPLIT_SEEDS (+ mass index)",
+            "n_per_mass": res["n_per_mass"], "sim_hash": sim_hash(),
+            "event_features": list(COMPOSITION_EVENT_FEATURES),
+            "event_features_function": "analysis.ml.composition_data.composition_event_features",
+            "xmax_input": a.xmax_input + (" (KM2A-alone fit's Xmax, flag 1 where it converged)"
+                                          if a.xmax_input == "km2a" else ""),
+            "image_input": "WFCTA observables at the KM2A fit's geometry "
+                           "(composition_data.wfcta_image_columns)",
+            "cuts": "training/validation: KM2A fit converged (status 0); selection cut p_light "
+                    f">= {cut_net:.4f} for {a.purity:.2f} purity (validation split)",
+            "benchmark": "benchmarks/ml_composition.py"}
+        tm.card["metrics"] = {"test_selection": res["populations"], "ln_a": res["ln_a"],
+                              "verdict": verdict, "p_light_cut_90": cut_net}
+        save(tm, a.save_model, overwrite=True)
+        log(f"model written: {a.save_model}.npz/.json")
+        Path(a.out + ".txt").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
