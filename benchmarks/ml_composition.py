@@ -2,7 +2,9 @@
 0.3–3 PeV, DGCNN on KM2A hits + WFCTA image + Xmax vs the notebook's Fisher discriminant
 (joint Xmax + log10(Nμ/Ne^0.86)) on the same test events.
 
-    .venv/bin/python benchmarks/ml_composition.py                       # defaults below
+    .venv/bin/python benchmarks/ml_composition.py                       # the measured run: ~1 h on 2 cores
+    .venv/bin/python benchmarks/ml_composition.py --stage joint &       # optional: joint fits in a 2nd process
+                                                  # (then the main run with --wait-joint 3000)
     .venv/bin/python benchmarks/ml_composition.py --quick               # smoke run, tiny samples
 
 Samples (``analysis.ml.composition_data``): KM2A + WFCTA simulated together
@@ -14,9 +16,11 @@ KM2A+WFCTA fit (``analysis.composition.method_configs()["joint"]``, the notebook
 test split (the Fisher discriminant's Xmax and Nμ/Ne) and on the training split's first
 ``--n-joint-train`` events per mass (the Fisher's training sample).
 
-Network Xmax input (``--xmax-input``): ``km2a`` (default): the KM2A-alone fit's Xmax, available
-for every split at no extra cost; ``joint``: the joint fit's Xmax where it was run (flag 1),
-absent (0, flag 0) elsewhere.
+Network Xmax input (``--xmax-input``): ``wfcta`` (default): the Xmax of the WFCTA-alone fit with
+the geometry of the KM2A fit (``method_configs()["wfcta"]``; ~0.25 s per event here against
+1–3 s for the joint fit, so it is run on every split); ``km2a``: the KM2A-alone fit's Xmax (no
+extra cost); ``none``. The joint fit is too slow here for a training sample of useful size, so
+the network never sees the joint fit's Xmax; the Fisher discriminant does.
 
 Selection: the network's cut (``p_light``) is the lowest threshold reaching 90% purity on the
 validation split; the Fisher's on its training events (as ``analysis.composition`` does with its
@@ -53,14 +57,15 @@ def _cache_key(split, n, seed):
     return f"comp_{split}_n{n}_s{seed}_{sim_hash()}"
 
 
-def build_split(split, n_per_mass, n_joint, cache: Path, log, setup):
-    """Simulate, fit KM2A (all) and joint (the first ``n_joint`` per mass), image features; the
-    raw columns cached as npz. Returns a dict of numpy arrays (sample + joint columns)."""
-    from analysis.composition import MASSES, reconstruct_sample
+def build_split(split, n_per_mass, cache: Path, log, setup, fit_wfcta=False):
+    """Simulate a split (its own seed), fit KM2A alone, WFCTA image parameters at the KM2A fit:
+    the sample of ``analysis.ml.composition_data.composition_sample`` plus the KM2A fit's Xmax
+    and the image columns, cached as npz."""
+    from analysis.composition import MASSES
     from analysis.ml import composition_data as CD
 
     seed = CD.SPLIT_SEEDS[split]
-    path = cache / f"{_cache_key(split, n_per_mass, seed)}_j{n_joint}.npz"
+    path = cache / f"{_cache_key(split, n_per_mass, seed)}{'_w' if fit_wfcta else ''}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
             log(f"{split}: cached {path.name}")
@@ -68,55 +73,108 @@ def build_split(split, n_per_mass, n_joint, cache: Path, log, setup):
     t0 = time.perf_counter()
     rec, thrown = CD.simulate_split(n_per_mass, seed, layouts=setup[0])
     t_sim = time.perf_counter() - t0
-    outs, sec, img = CD.reconstruct_split(rec, methods=("km2a",), setup=setup)
+    methods = ("km2a", "wfcta") if fit_wfcta else ("km2a",)
+    outs, sec, img = CD.reconstruct_split(rec, methods=methods, setup=setup)
     n = len(rec["event_id"])
-    a = np.rint(np.asarray(rec["true_mass_number"], float)).astype(int)
-    joint_cols = {"reco_xmax": np.full(n, np.nan), "reco_log10_energy": np.full(n, np.nan),
-                  "status": np.full(n, -1, np.int32), "nmu": np.full(n, np.nan),
-                  "ne": np.full(n, np.nan), "wfcta_size": np.full(n, np.nan)}
-    has_joint = np.zeros(n, bool)
-    t_joint = 0.0
-    if n_joint > 0:
-        # the first n_joint events of each mass (simulation order: independent of the outcome)
-        for m in MASSES:
-            idx = np.nonzero(a == m)[0][:n_joint]
-            has_joint[idx] = True
-        sel = np.nonzero(has_joint)[0]
-        sub = {k: v[sel] for k, v in rec.items()}
-        t1 = time.perf_counter()
-        jo, _ = reconstruct_sample(sub, methods=("joint",), setup=setup)
-        t_joint = time.perf_counter() - t1
-        for k in joint_cols:
-            if k in jo["joint"]:
-                joint_cols[k][sel] = np.asarray(jo["joint"][k])
     s = CD.composition_sample(rec, outs["km2a"], img, layout=setup[0]["km2a"])
-    out = {k: v for k, v in s.items()}
-    for k, v in joint_cols.items():
-        out[f"joint_{k}"] = v
-    out["has_joint"] = has_joint
+    out = dict(s)
     out["km2a_reco_xmax"] = np.asarray(outs["km2a"]["reco_xmax"], np.float64)
+    if fit_wfcta:
+        for k in ("reco_xmax", "reco_log10_energy", "status", "wfcta_size"):
+            out[f"wfcta_{k}"] = np.asarray(outs["wfcta"][k], np.float64)
     for k in ("hillas_size", "hillas_length", "hillas_width", "hillas_dist", "x_dist",
               "wfcta_size"):
         out[f"img_{k}"] = np.asarray(img[k], np.float64)
     out["thrown"] = np.array([thrown[int(m)] for m in MASSES])
-    out["timing_s"] = np.array([t_sim, sec["km2a"], t_joint])
+    out["timing_s"] = np.array([t_sim, sec["km2a"], sec.get("wfcta", 0.0)])
     log(f"{split}: {n} events ({n_per_mass} per mass, seed {seed}, thrown "
-        f"{out['thrown'].tolist()}): simulate {t_sim:.0f} s, KM2A fit {sec['km2a']:.0f} s, "
-        f"joint fit of {int(has_joint.sum())} events {t_joint:.0f} s")
+        f"{out['thrown'].tolist()}): simulate {t_sim:.0f} s, KM2A fit + image {sec['km2a']:.0f} s"
+        + (f", WFCTA fit (KM2A geometry) {sec['wfcta']:.0f} s" if fit_wfcta else ""))
     cache.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **out)
     return out
 
 
+JOINT_KEYS = ("reco_xmax", "reco_log10_energy", "status", "nmu", "ne", "wfcta_size")
+
+
+def joint_path(cache, split, n_per_mass, n_joint):
+    from analysis.ml.composition_data import SPLIT_SEEDS
+
+    return cache / f"{_cache_key(split, n_per_mass, SPLIT_SEEDS[split])}_joint{n_joint}.npz"
+
+
+def joint_split(split, n_per_mass, n_joint, cache: Path, log, setup, wait_s=0.0):
+    """The joint KM2A+WFCTA fit (the notebook's ``method_configs()["joint"]``) of the first
+    ``n_joint`` events of each mass of a split (simulation order, independent of any outcome);
+    the split is simulated again from its seed (deterministic). Columns :data:`JOINT_KEYS`
+    (``joint_*``; NaN / status −1 where not fitted), ``has_joint``; cached. With ``wait_s`` > 0,
+    waits that long for another process to write the cache before computing it here."""
+    from analysis.composition import MASSES, reconstruct_sample
+    from analysis.ml import composition_data as CD
+
+    path = joint_path(cache, split, n_per_mass, n_joint)
+    t_wait = time.perf_counter()
+    while not path.exists() and time.perf_counter() - t_wait < wait_s:
+        time.sleep(10.0)
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            log(f"{split}: joint fits cached {path.name}")
+            return {k: z[k] for k in z.files}
+    t0 = time.perf_counter()
+    rec, _ = CD.simulate_split(n_per_mass, CD.SPLIT_SEEDS[split], layouts=setup[0])
+    n = len(rec["event_id"])
+    a = np.rint(np.asarray(rec["true_mass_number"], float)).astype(int)
+    out = {f"joint_{k}": np.full(n, np.nan) for k in JOINT_KEYS}
+    out["joint_status"] = np.full(n, -1, np.int32)
+    has = np.zeros(n, bool)
+    for m in MASSES:
+        has[np.nonzero(a == m)[0][:n_joint]] = True
+    sel = np.nonzero(has)[0]
+    t1 = time.perf_counter()
+    if sel.size:
+        sub = {k: v[sel] for k, v in rec.items()}
+        jo, _ = reconstruct_sample(sub, methods=("joint",), setup=setup)
+        for k in JOINT_KEYS:
+            if k in jo["joint"]:
+                out[f"joint_{k}"][sel] = np.asarray(jo["joint"][k])
+    out["has_joint"] = has
+    out["true_log10_energy"] = np.asarray(rec["true_log10_energy"], np.float64)
+    out["timing_s"] = np.array([t1 - t0, time.perf_counter() - t1])
+    log(f"{split}: joint fit of {sel.size} events in {time.perf_counter() - t1:.0f} s")
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **out)
+    tmp.replace(path)
+    return out
+
+
+def merge_joint(s, j):
+    """The sample with the joint columns of the same events (checked on the true energies)."""
+    if not np.array_equal(np.asarray(s["true_log10_energy"]), j["true_log10_energy"]):
+        raise RuntimeError("the joint fits are not of the same events (simulation not "
+                           "reproduced from its seed)")
+    out = dict(s)
+    for k, v in j.items():
+        if k.startswith("joint_") or k == "has_joint":
+            out[k] = v
+    out["joint_timing_s"] = j["timing_s"]
+    return out
+
+
 def with_xmax_input(s, source):
     """The sample with its Xmax features set from ``source`` ('km2a': the KM2A fit's Xmax where
-    the KM2A fit converged; 'joint': the joint fit's where it converged with an image)."""
+    the KM2A fit converged; 'wfcta': the WFCTA-alone fit's (geometry of the KM2A fit) where it
+    converged with an image; 'joint': the joint fit's where it converged with an image)."""
     from analysis.ml.composition_data import XMAX_FEATURES, COMPOSITION_EVENT_FEATURES, \
         xmax_features
 
     s = dict(s)
     if source == "km2a":
         x, ok = s["km2a_reco_xmax"], s["status"] == 0
+    elif source == "wfcta":
+        x = s["wfcta_reco_xmax"]
+        ok = (s["wfcta_status"] == 0) & (np.nan_to_num(s["wfcta_wfcta_size"]) > 0)
     elif source == "joint":
         x = s["joint_reco_xmax"]
         ok = (s["joint_status"] == 0) & (np.nan_to_num(s["joint_wfcta_size"]) > 0)
@@ -146,9 +204,14 @@ def fisher_scores(train_s, test_s):
         return np.c_[s["joint_reco_xmax"], nmn], s["joint_reco_log10_energy"], ok
 
     xtr, lgtr, oktr = cols(train_s)
-    fis = FisherDiscriminant.fit(xtr[oktr], lgtr[oktr], train_s["label"][oktr].astype(bool),
-                                 train_s["weight"][oktr])
     xte, lgte, okte = cols(test_s)
+    try:
+        fis = FisherDiscriminant.fit(xtr[oktr], lgtr[oktr], train_s["label"][oktr].astype(bool),
+                                     train_s["weight"][oktr])
+    except ValueError:  # no joint fits (smoke run)
+        nan = np.full(len(oktr), np.nan)
+        return nan, np.full(len(okte), np.nan), FisherDiscriminant(np.zeros((2, 2)),
+                                                                   np.zeros(2)), okte
     with np.errstate(invalid="ignore"):
         s_tr = np.where(oktr, fis.score(np.nan_to_num(xtr), np.nan_to_num(lgtr)), np.nan)
         s_te = np.where(okte, fis.score(np.nan_to_num(xte), np.nan_to_num(lgte)), np.nan)
@@ -182,12 +245,17 @@ def lost_ratio(e_net, e_f, err_net, err_f):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n-train", type=int, default=200, help="events per mass, training split")
-    ap.add_argument("--n-val", type=int, default=75)
-    ap.add_argument("--n-test", type=int, default=100)
-    ap.add_argument("--n-joint-train", type=int, default=50,
+    ap.add_argument("--n-train", type=int, default=400, help="events per mass, training split")
+    ap.add_argument("--n-val", type=int, default=125)
+    ap.add_argument("--n-test", type=int, default=125)
+    ap.add_argument("--n-joint-train", type=int, default=40,
                     help="joint fits per mass on the training split (Fisher training)")
-    ap.add_argument("--xmax-input", default="km2a", choices=("km2a", "joint", "none"))
+    ap.add_argument("--xmax-input", default="wfcta", choices=("wfcta", "km2a", "none"))
+    ap.add_argument("--stage", default="all", choices=("all", "joint"),
+                    help="joint: only the joint fits (test, then the training subset) into the "
+                         "cache, for a second process running beside the main one")
+    ap.add_argument("--wait-joint", type=float, default=0.0,
+                    help="seconds to wait for the joint fits of a --stage joint process")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--learning-rate", type=float, default=2e-3)
@@ -195,12 +263,18 @@ def main(argv=None):
     ap.add_argument("--purity", type=float, default=0.90)
     ap.add_argument("--quick", action="store_true", help="tiny samples (a smoke run)")
     ap.add_argument("--no-save-model", action="store_true")
+    ap.add_argument("--load-model", default=None,
+                    help="skip training: evaluate this saved model (trained by an earlier run "
+                         "on the same training split)")
+    ap.add_argument("--no-joint", action="store_true",
+                    help="smoke runs: no joint fits (the Fisher discriminant is not evaluated)")
     ap.add_argument("--cache", default=str(ROOT / "benchmarks" / "results" / "ml_cache"))
     ap.add_argument("--save-model", default=str(ROOT / "analysis" / "ml" / "models" / "km2a_composition"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ml_composition"))
     a = ap.parse_args(argv)
     if a.quick:
-        a.n_train, a.n_val, a.n_test, a.n_joint_train, a.epochs = 8, 4, 4, 4, 2
+        a.n_train, a.n_val, a.n_test, a.n_joint_train, a.epochs = 16, 8, 8, 4, 2
+        a.batch_size = 16
         a.out += "_quick"
         a.save_model += "_quick"
     from analysis import composition as C
@@ -223,10 +297,12 @@ def main(argv=None):
         f"{a.n_test} (joint fits all); network Xmax input: {a.xmax_input}")
     setup = detector_setup(("km2a", "wfcta"))
     cache = Path(a.cache)
-    raw = {"train": build_split("train", a.n_train, a.n_joint_train, cache, log, setup),
-           "val": build_split("val", a.n_val, 0 if a.xmax_input != "joint" else a.n_val, cache,
-                              log, setup),
-           "test": build_split("test", a.n_test, a.n_test, cache, log, setup)}
+    if a.stage == "joint":
+        for split, n, nj in (("test", a.n_test, a.n_test), ("train", a.n_train, a.n_joint_train)):
+            joint_split(split, n, nj, cache, log, setup)
+        return
+    raw = {split: build_split(split, n, cache, log, setup, a.xmax_input == "wfcta")
+           for split, n in (("train", a.n_train), ("val", a.n_val), ("test", a.n_test))}
     sets = {k: with_xmax_input(v, a.xmax_input) for k, v in raw.items()}
     # the network trains on the events whose KM2A fit converged (the point cloud is relative to
     # it); the others are never selected
@@ -239,13 +315,21 @@ def main(argv=None):
     cfg = DGCNNConfig(n_features=tr["points"].shape[-1], n_event=len(COMPOSITION_EVENT_FEATURES),
                       n_regress=1)
     t0 = time.perf_counter()
-    tm = train(tr, va, cfg, epochs=a.epochs, batch_size=a.batch_size,
-               learning_rate=a.learning_rate, regress="ln_a", time_budget_s=a.time_budget,
-               progress=False)
+    if a.load_model:
+        from analysis.ml.train import load
+
+        tm = load(a.load_model)
+        log(f"model loaded from {a.load_model} (trained by an earlier run)")
+    else:
+        tm = train(tr, va, cfg, epochs=a.epochs, batch_size=a.batch_size,
+                   learning_rate=a.learning_rate, regress="ln_a", time_budget_s=a.time_budget,
+                   progress=False)
+        if not a.no_save_model:  # written now, the card completed below
+            save(tm, a.save_model, overwrite=True)
     t_train = time.perf_counter() - t0
     hist = tm.card["training"]["history"]
-    log(f"DGCNN trained in {t_train:.0f} s: {len(hist)} epochs, best (validation loss) "
-        f"{tm.card['training']['best_epoch']}; val loss per epoch "
+    log(f"DGCNN trained in {tm.card['training']['wall_s']:.0f} s: {len(hist)} epochs, best "
+        f"(validation loss) {tm.card['training']['best_epoch']}; val loss per epoch "
         + " ".join(f"{h['val_loss']:.3f}" for h in hist))
 
     def net_scores(s, ok):
@@ -253,6 +337,15 @@ def main(argv=None):
         p = 1.0 / (1.0 + np.exp(-out[:, 0].astype(np.float64)))
         return np.where(ok, p, np.nan), np.where(ok, out[:, 1].astype(np.float64), np.nan)
 
+    for split, n_s, nj in (("test", a.n_test, a.n_test), ("train", a.n_train, a.n_joint_train)):
+        if a.no_joint:
+            n_ev = len(sets[split]["label"])
+            j = {f"joint_{k}": np.full(n_ev, np.nan) for k in JOINT_KEYS}
+            j.update(joint_status=np.full(n_ev, -1), has_joint=np.zeros(n_ev, bool),
+                     true_log10_energy=sets[split]["true_log10_energy"], timing_s=np.zeros(2))
+        else:
+            j = joint_split(split, n_s, nj, cache, log, setup, a.wait_joint)
+        sets[split] = merge_joint(sets[split], j)
     p_val, _ = net_scores(sets["val"], fit_ok["val"])
     t0 = time.perf_counter()
     p_test, lna_test = net_scores(sets["test"], fit_ok["test"])
@@ -351,6 +444,8 @@ def main(argv=None):
                 "n_per_mass": {"train": a.n_train, "val": a.n_val, "test": a.n_test,
                                "joint_train": a.n_joint_train},
                 "timing_s": {k: v["timing_s"].tolist() for k, v in raw.items()},
+                "joint_timing_s": {k: sets[k]["joint_timing_s"].tolist()
+                                   for k in ("train", "test") if "joint_timing_s" in sets[k]},
                 "thrown": {k: v["thrown"].tolist() for k, v in raw.items()},
                 "train_s": t_train, "card": tm.card, "sim_hash": sim_hash(),
                 "fisher": {"w": fis.w.tolist(), "centring": fis.centring.tolist(),
@@ -369,8 +464,11 @@ def main(argv=None):
             "n_per_mass": res["n_per_mass"], "sim_hash": sim_hash(),
             "event_features": list(COMPOSITION_EVENT_FEATURES),
             "event_features_function": "analysis.ml.composition_data.composition_event_features",
-            "xmax_input": a.xmax_input + (" (KM2A-alone fit's Xmax, flag 1 where it converged)"
-                                          if a.xmax_input == "km2a" else ""),
+            "xmax_input": a.xmax_input + {
+                "km2a": " (KM2A-alone fit's Xmax, flag 1 where it converged)",
+                "wfcta": " (WFCTA-alone fit's Xmax, geometry of the KM2A fit, analysis."
+                         "composition.method_configs()['wfcta']; flag 1 where it converged with "
+                         "an image)"}.get(a.xmax_input, ""),
             "image_input": "WFCTA observables at the KM2A fit's geometry "
                            "(composition_data.wfcta_image_columns)",
             "cuts": "training/validation: KM2A fit converged (status 0); selection cut p_light "
