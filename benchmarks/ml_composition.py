@@ -256,6 +256,9 @@ def main(argv=None):
                          "cache, for a second process running beside the main one")
     ap.add_argument("--wait-joint", type=float, default=0.0,
                     help="seconds to wait for the joint fits of a --stage joint process")
+    ap.add_argument("--xmax-dropout", type=float, default=0.15,
+                    help="fraction of training events whose Xmax input is removed (flag 0), so "
+                         "that the network also works where no Xmax is present")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--learning-rate", type=float, default=2e-3)
@@ -310,6 +313,15 @@ def main(argv=None):
     from analysis.ml.composition_data import subset
 
     tr, va = subset(sets["train"], fit_ok["train"]), subset(sets["val"], fit_ok["val"])
+    if a.xmax_dropout > 0:
+        from analysis.ml.composition_data import XMAX_FEATURES
+
+        i0 = COMPOSITION_EVENT_FEATURES.index(XMAX_FEATURES[0])
+        drop = np.random.default_rng(17).random(len(tr["label"])) < a.xmax_dropout
+        tr["event"] = tr["event"].copy()
+        tr["event"][drop, i0:i0 + 2] = 0.0
+        log(f"Xmax input removed (flag 0) for {int(drop.sum())} training events "
+            f"(--xmax-dropout {a.xmax_dropout})")
     log(f"training on {len(tr['label'])} events ({int(tr['label'].sum())} light), validation "
         f"{len(va['label'])}")
     cfg = DGCNNConfig(n_features=tr["points"].shape[-1], n_event=len(COMPOSITION_EVENT_FEATURES),
