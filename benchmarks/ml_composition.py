@@ -13,8 +13,11 @@ weights E^−2.7 with the 30/30/15/25% mix), one seed per split (train / val / t
 is fitted with KM2A alone (hadron hypothesis; its fitted shower gives the point cloud and the six
 KM2A event features; the WFCTA image parameters are computed at its geometry). The joint
 KM2A+WFCTA fit (``analysis.composition.method_configs()["joint"]``, the notebook's) is run on the
-test split (the Fisher discriminant's Xmax and Nμ/Ne) and on the training split's first
-``--n-joint-train`` events per mass (the Fisher's training sample).
+first ``--n-joint-test`` test events per mass (simulation order): these are the events of the
+comparison (the Fisher discriminant's Xmax and Nμ/Ne); with ``--n-joint-train`` > 0 also on the
+training split's first events per mass (the Fisher's training sample), else the Fisher is
+cross-fitted on the comparison events (two halves per mass, each selected with the discriminant
+and cut trained on the other: ``fisher_selection``).
 
 Network Xmax input (``--xmax-input``): ``wfcta`` (default): the Xmax of the WFCTA-alone fit with
 the geometry of the KM2A fit (``method_configs()["wfcta"]``; ~0.25 s per event here against
@@ -24,7 +27,7 @@ the network never sees the joint fit's Xmax; the Fisher discriminant does.
 
 Selection: the network's cut (``p_light``) is the lowest threshold reaching 90% purity on the
 validation split; the Fisher's on its training events (as ``analysis.composition`` does with its
-training half). Both applied to the test split: efficiency N_light,sel / N_light,all with
+training half). Both applied to the comparison events of the test split: efficiency N_light,sel / N_light,all with
 N_light,all every triggered light event of the test split (failed fits and events without a
 usable image count as lost), binomial errors with effective counts of the flux weights, per
 true-energy bin (``TABLE_EDGES``) and overall; also on the hybrid (KM2A and WFCTA triggered)
@@ -134,7 +137,8 @@ def joint_split(split, n_per_mass, n_joint, cache: Path, log, setup, wait_s=0.0)
     t1 = time.perf_counter()
     if sel.size:
         sub = {k: v[sel] for k, v in rec.items()}
-        jo, _ = reconstruct_sample(sub, methods=("joint",), setup=setup)
+        jo, _ = reconstruct_sample(sub, methods=("joint",), setup=setup,
+                                   progress=lambda msg: log(f"{split}: {msg}"))
         for k in JOINT_KEYS:
             if k in jo["joint"]:
                 out[f"joint_{k}"][sel] = np.asarray(jo["joint"][k])
@@ -188,42 +192,70 @@ def with_xmax_input(s, source):
     return s
 
 
-def fisher_scores(train_s, test_s):
-    """The notebook's Fisher discriminant (joint Xmax, log10(Nμ/Ne^0.86) of the joint fit, each
-    centred on a line in the joint fit's log10 E), trained on ``train_s``'s joint-fitted hybrid
-    events whose fit converged with an image (flux weights). Returns (scores on train, on test,
-    the fit, the analysed mask of test)."""
-    from analysis.composition import FisherDiscriminant, nmu_ne_variable
+def _fisher_columns(s):
+    """(variables (n, 2), joint log10 E, analysed mask) of the notebook's Fisher discriminant:
+    joint Xmax and log10(Nμ/Ne^0.86) of the joint fit, on the joint-fitted hybrid events whose fit
+    converged with an image."""
+    from analysis.composition import nmu_ne_variable
 
-    def cols(s):
-        hyb = s["present_km2a"] & s["present_wfcta"]
-        ok = (s["has_joint"] & hyb & (s["joint_status"] == 0)
-              & np.isfinite(s["joint_reco_xmax"]) & (np.nan_to_num(s["joint_wfcta_size"]) > 0))
-        nmn = nmu_ne_variable(s["joint_nmu"], s["joint_ne"])
-        ok &= np.isfinite(nmn) & np.isfinite(s["joint_reco_log10_energy"])
-        return np.c_[s["joint_reco_xmax"], nmn], s["joint_reco_log10_energy"], ok
-
-    xtr, lgtr, oktr = cols(train_s)
-    xte, lgte, okte = cols(test_s)
-    try:
-        fis = FisherDiscriminant.fit(xtr[oktr], lgtr[oktr], train_s["label"][oktr].astype(bool),
-                                     train_s["weight"][oktr])
-    except ValueError:  # no joint fits (smoke run)
-        nan = np.full(len(oktr), np.nan)
-        return nan, np.full(len(okte), np.nan), FisherDiscriminant(np.zeros((2, 2)),
-                                                                   np.zeros(2)), okte
-    with np.errstate(invalid="ignore"):
-        s_tr = np.where(oktr, fis.score(np.nan_to_num(xtr), np.nan_to_num(lgtr)), np.nan)
-        s_te = np.where(okte, fis.score(np.nan_to_num(xte), np.nan_to_num(lgte)), np.nan)
-    return s_tr, s_te, fis, okte
+    hyb = s["present_km2a"] & s["present_wfcta"]
+    ok = (s["has_joint"] & hyb & (s["joint_status"] == 0)
+          & np.isfinite(s["joint_reco_xmax"]) & (np.nan_to_num(s["joint_wfcta_size"]) > 0))
+    nmn = nmu_ne_variable(s["joint_nmu"], s["joint_ne"])
+    ok &= np.isfinite(nmn) & np.isfinite(s["joint_reco_log10_energy"])
+    x = np.c_[np.nan_to_num(s["joint_reco_xmax"]), np.nan_to_num(nmn)]
+    return x, np.nan_to_num(s["joint_reco_log10_energy"]), ok
 
 
-def selection_table(score, cut, s, population, edges):
-    """selection_counts per true-energy bin and overall (flux weights)."""
+def fisher_selection(test_s, purity, train_s=None, split_seed=0):
+    """The notebook's Fisher discriminant (``analysis.composition.FisherDiscriminant`` of joint
+    Xmax and log10(Nμ/Ne^0.86), each centred on a line in the joint fit's log10 E, flux weights)
+    and its light selection on ``test_s``: trained, and its cut tuned to ``purity``
+    (``threshold_at_purity``), on ``train_s``'s analysed events; with ``train_s`` None,
+    cross-fitted on the test events themselves: two random halves per mass
+    (``analysis.composition.split_halves``), each half selected with the discriminant and cut of
+    the other half. Returns (chosen (n,) bool, score − cut (n,), NaN where not analysed, info)."""
+    from analysis.composition import FisherDiscriminant, split_halves, threshold_at_purity
+
+    x, lg, ok = _fisher_columns(test_s)
+    n = len(ok)
+    light = test_s["label"].astype(bool)
+    w = test_s["weight"]
+    chosen = np.zeros(n, bool)
+    rel = np.full(n, np.nan)
+    info = {"folds": []}
+    if train_s is not None:
+        xt, lgt, okt = _fisher_columns(train_s)
+        folds = [(xt, lgt, okt, train_s["label"].astype(bool), train_s["weight"], ok)]
+        info["trained_on"] = f"training split, {int(okt.sum())} joint-fitted events"
+    else:
+        half = split_halves(test_s["true_mass_number"], split_seed)
+        folds = [(x, lg, ok & h, light, w, ok & ~h) for h in (half, ~half)]
+        info["trained_on"] = ("cross-fitted on the joint-fitted test events: two halves per mass, "
+                              "each selected with the other's discriminant and cut")
+    for xt, lgt, okt, lt, wt, apply in folds:
+        try:
+            fis = FisherDiscriminant.fit(xt[okt], lgt[okt], lt[okt], wt[okt])
+        except ValueError as err:  # no joint fits (smoke run)
+            info["error"] = str(err)
+            continue
+        thr = threshold_at_purity(fis.score(xt[okt], lgt[okt]), lt[okt], purity, wt[okt])
+        sc = fis.score(x, lg) - thr
+        chosen[apply] = sc[apply] >= 0 if np.isfinite(thr) else False
+        rel[apply] = sc[apply]
+        info["folds"].append({"n_train": int(okt.sum()), "n_applied": int(apply.sum()),
+                              "w": fis.w.tolist(), "centring": fis.centring.tolist(),
+                              "offset": fis.offset, "cut": thr})
+    return chosen, rel, info
+
+
+def selection_table(chosen, s, population, edges):
+    """``analysis.composition.selection_counts`` of the selection ``chosen`` (bool) on
+    ``population`` per true-energy bin and overall (flux weights)."""
     from analysis.composition import selection_counts
 
     light = s["label"].astype(bool)
-    chosen = np.isfinite(score) & (score >= cut) if np.isfinite(cut) else np.zeros(len(light), bool)
+    chosen = np.asarray(chosen, bool)
     lg = s["true_log10_energy"]
     nb = len(edges) - 1
     rows = []
@@ -248,8 +280,11 @@ def main(argv=None):
     ap.add_argument("--n-train", type=int, default=400, help="events per mass, training split")
     ap.add_argument("--n-val", type=int, default=125)
     ap.add_argument("--n-test", type=int, default=125)
-    ap.add_argument("--n-joint-train", type=int, default=40,
-                    help="joint fits per mass on the training split (Fisher training)")
+    ap.add_argument("--n-joint-test", type=int, default=60,
+                    help="joint fits per mass on the test split: the events of the comparison")
+    ap.add_argument("--n-joint-train", type=int, default=0,
+                    help="joint fits per mass on the training split (Fisher training); 0: the "
+                         "Fisher is cross-fitted on the joint-fitted test events (two halves)")
     ap.add_argument("--xmax-input", default="wfcta", choices=("wfcta", "km2a", "none"))
     ap.add_argument("--stage", default="all", choices=("all", "joint"),
                     help="joint: only the joint fits (test, then the training subset) into the "
@@ -276,7 +311,7 @@ def main(argv=None):
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ml_composition"))
     a = ap.parse_args(argv)
     if a.quick:
-        a.n_train, a.n_val, a.n_test, a.n_joint_train, a.epochs = 16, 8, 8, 4, 2
+        a.n_train, a.n_val, a.n_test, a.n_joint_test, a.epochs = 16, 8, 8, 4, 2
         a.batch_size = 16
         a.out += "_quick"
         a.save_model += "_quick"
@@ -297,12 +332,14 @@ def main(argv=None):
     t_start = time.perf_counter()
     log(f"# ml_composition  {time.strftime('%Y-%m-%d %H:%M')}  {machine()}  sim {sim_hash()}")
     log(f"# per mass: train {a.n_train} (joint fits {a.n_joint_train}), val {a.n_val}, test "
-        f"{a.n_test} (joint fits all); network Xmax input: {a.xmax_input}")
+        f"{a.n_test} (joint fits {a.n_joint_test}); network Xmax input: {a.xmax_input}")
     setup = detector_setup(("km2a", "wfcta"))
     cache = Path(a.cache)
     if a.stage == "joint":
-        for split, n, nj in (("test", a.n_test, a.n_test), ("train", a.n_train, a.n_joint_train)):
-            joint_split(split, n, nj, cache, log, setup)
+        for split, n, nj in (("test", a.n_test, a.n_joint_test),
+                             ("train", a.n_train, a.n_joint_train)):
+            if nj > 0:
+                joint_split(split, n, nj, cache, log, setup)
         return
     raw = {split: build_split(split, n, cache, log, setup, a.xmax_input == "wfcta")
            for split, n in (("train", a.n_train), ("val", a.n_val), ("test", a.n_test))}
@@ -349,15 +386,19 @@ def main(argv=None):
         p = 1.0 / (1.0 + np.exp(-out[:, 0].astype(np.float64)))
         return np.where(ok, p, np.nan), np.where(ok, out[:, 1].astype(np.float64), np.nan)
 
-    for split, n_s, nj in (("test", a.n_test, a.n_test), ("train", a.n_train, a.n_joint_train)):
-        if a.no_joint:
-            n_ev = len(sets[split]["label"])
-            j = {f"joint_{k}": np.full(n_ev, np.nan) for k in JOINT_KEYS}
-            j.update(joint_status=np.full(n_ev, -1), has_joint=np.zeros(n_ev, bool),
-                     true_log10_energy=sets[split]["true_log10_energy"], timing_s=np.zeros(2))
-        else:
-            j = joint_split(split, n_s, nj, cache, log, setup, a.wait_joint)
-        sets[split] = merge_joint(sets[split], j)
+    def no_joint(split):
+        n_ev = len(sets[split]["label"])
+        j = {f"joint_{k}": np.full(n_ev, np.nan) for k in JOINT_KEYS}
+        j.update(joint_status=np.full(n_ev, -1), has_joint=np.zeros(n_ev, bool),
+                 true_log10_energy=sets[split]["true_log10_energy"], timing_s=np.zeros(2))
+        return j
+
+    sets["test"] = merge_joint(sets["test"], no_joint("test") if a.no_joint else joint_split(
+        "test", a.n_test, a.n_joint_test, cache, log, setup, a.wait_joint))
+    use_train = a.n_joint_train > 0 and not a.no_joint
+    if use_train:
+        sets["train"] = merge_joint(sets["train"], joint_split(
+            "train", a.n_train, a.n_joint_train, cache, log, setup, a.wait_joint))
     p_val, _ = net_scores(sets["val"], fit_ok["val"])
     t0 = time.perf_counter()
     p_test, lna_test = net_scores(sets["test"], fit_ok["test"])
@@ -366,33 +407,36 @@ def main(argv=None):
     vok = np.isfinite(p_val)
     cut_net = C.threshold_at_purity(p_val[vok], val["label"][vok].astype(bool), a.purity,
                                     val["weight"][vok])
-    f_train, f_test, fis, f_ok = fisher_scores(sets["train"], test)
-    fok = np.isfinite(f_train)
-    cut_f = C.threshold_at_purity(f_train[fok], sets["train"]["label"][fok].astype(bool),
-                                  a.purity, sets["train"]["weight"][fok])
+    net_chosen = np.isfinite(p_test) & (p_test >= cut_net)
+    f_chosen, f_rel, f_info = fisher_selection(test, a.purity,
+                                               sets["train"] if use_train else None)
     log(f"cuts at {a.purity:.2f} purity: network p_light ≥ {cut_net:.3f} (validation split, "
-        f"{int(vok.sum())} events); Fisher ≥ {cut_f:.3f} (its {int(fok.sum())} training events; "
-        f"w = {np.round(fis.w, 4).tolist()})")
+        f"{int(vok.sum())} events); Fisher ({f_info['trained_on']}): "
+        + "; ".join(f"cut {f['cut']:.3f}, w {np.round(f['w'], 4).tolist()}, {f['n_train']} "
+                    f"training events" for f in f_info["folds"]))
     edges = C.TABLE_EDGES
     n = len(test["label"])
-    pops = {"triggered": np.ones(n, bool),
-            "hybrid": test["present_km2a"] & test["present_wfcta"]}
+    cmp = test["has_joint"] if not a.no_joint else np.ones(n, bool)
+    hybrid = test["present_km2a"] & test["present_wfcta"]
+    pops = {"triggered": cmp, "hybrid": cmp & hybrid}
     light = test["label"].astype(bool)
-    res = {"cuts": {"network": cut_net, "fisher": cut_f}, "populations": {}}
+    f_ok = np.isfinite(f_rel)
+    res = {"cuts": {"network": cut_net, "fisher": f_info}, "populations": {}}
     log("")
     log(f"## Light (H+He) selection on the test split, cut tuned to {a.purity:.2f} purity "
-        f"(network: validation split; Fisher: training split), flux-weighted; efficiency relative "
+        f"(network: validation split; Fisher: see above), flux-weighted; efficiency relative "
         f"to ALL light events of the population (failed fits, no image: lost); binomial errors")
-    log(f"analysed test events: network (KM2A fit converged) {int(fit_ok['test'].sum())}/{n}; "
-        f"Fisher (joint fit converged, image, hybrid) {int(f_ok.sum())}/{n}")
+    log(f"comparison events: the first {a.n_joint_test} test events per mass (simulation order), "
+        f"{int(cmp.sum())}; analysed: network (KM2A fit converged) "
+        f"{int((fit_ok['test'] & cmp).sum())}, Fisher (joint fit converged, image, hybrid) "
+        f"{int((f_ok & cmp).sum())}")
     for pname, pop in pops.items():
-        tab = {"network": selection_table(p_test, cut_net, test, pop, edges),
-               "fisher": selection_table(f_test, cut_f, test, pop, edges)}
-        # the same events, interpolated ROC on the test split (no cut transfer)
+        tab = {"network": selection_table(net_chosen, test, pop, edges),
+               "fisher": selection_table(f_chosen, test, pop, edges)}
+        # the same events, interpolated ROC on the test events (no cut transfer)
         roc = {}
-        for m, sc in (("network", p_test), ("fisher", f_test)):
-            e = C.efficiency_at_purity(np.where(pop, sc, np.nan)[pop], light[pop], a.purity,
-                                       test["weight"][pop])
+        for m, sc in (("network", p_test), ("fisher", f_rel)):
+            e = C.efficiency_at_purity(sc[pop], light[pop], a.purity, test["weight"][pop])
             roc[m] = float(e)
         tab["roc_eff_at_purity"] = roc
         res["populations"][pname] = tab
@@ -415,18 +459,15 @@ def main(argv=None):
                 f"{rn['efficiency']:6.3f} ± {rn['efficiency_err']:.3f} | {rf['purity']:6.3f} ± "
                 f"{rf['purity_err']:.3f} {rf['efficiency']:6.3f} ± {rf['efficiency_err']:.3f} | "
                 f"{r:8.2f} ± {re:5.2f} | {met}")
-        log(f"  interpolated ROC on the test split itself (no cut transfer): efficiency at "
+        log(f"  interpolated ROC on these events (no cut transfer): efficiency at "
             f"{a.purity:.2f} purity network {roc['network']:.3f}, Fisher {roc['fisher']:.3f}")
-    # the same analysed events for both (Fisher-analysed and network-analysed)
-    both = np.isfinite(p_test) & np.isfinite(f_test)
-    if both.any():
-        tab_b = {"network": selection_table(p_test, cut_net, test, both, edges)["all"],
-                 "fisher": selection_table(f_test, cut_f, test, both, edges)["all"]}
-        res["populations"]["both_analysed"] = tab_b
-        log(f"\non the {int(both.sum())} test events both analysed: efficiency network "
-            f"{tab_b['network']['efficiency']:.3f} ± {tab_b['network']['efficiency_err']:.3f} "
-            f"(purity {tab_b['network']['purity']:.3f}), Fisher {tab_b['fisher']['efficiency']:.3f}"
-            f" ± {tab_b['fisher']['efficiency_err']:.3f} (purity {tab_b['fisher']['purity']:.3f})")
+    # the network alone on the whole test split
+    tab_all = selection_table(net_chosen, test, np.ones(n, bool), edges)
+    res["populations"]["network_whole_test"] = tab_all
+    r = tab_all["all"]
+    log(f"\nnetwork on the whole test split ({n} events, {int(light.sum())} light): purity "
+        f"{r['purity']:.3f} ± {r['purity_err']:.3f}, efficiency {r['efficiency']:.3f} ± "
+        f"{r['efficiency_err']:.3f}")
     # ln A regression
     log("")
     log("## ln A regression on the test split (converged KM2A fits): ln A_pred − ln A")
@@ -454,14 +495,13 @@ def main(argv=None):
         f"included); training {t_train:.0f} s; total {time.perf_counter() - t_start:.0f} s")
     res.update({"target": TARGET, "verdict": verdict, "xmax_input": a.xmax_input,
                 "n_per_mass": {"train": a.n_train, "val": a.n_val, "test": a.n_test,
-                               "joint_train": a.n_joint_train},
+                               "joint_test": a.n_joint_test, "joint_train": a.n_joint_train},
                 "timing_s": {k: v["timing_s"].tolist() for k, v in raw.items()},
                 "joint_timing_s": {k: sets[k]["joint_timing_s"].tolist()
                                    for k in ("train", "test") if "joint_timing_s" in sets[k]},
                 "thrown": {k: v["thrown"].tolist() for k, v in raw.items()},
                 "train_s": t_train, "card": tm.card, "sim_hash": sim_hash(),
-                "fisher": {"w": fis.w.tolist(), "centring": fis.centring.tolist(),
-                           "offset": fis.offset}})
+                "fisher": f_info})
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out + ".json").write_text(json.dumps(res, indent=1, default=float))
     Path(a.out + ".txt").write_text("\n".join(lines) + "\n")
