@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/ml_composition.py                       # the measured run: ~1 h on 2 cores
     .venv/bin/python benchmarks/ml_composition.py --stage joint &       # optional: joint fits in a 2nd process
                                                   # (then the main run with --wait-joint 3000)
-    .venv/bin/python benchmarks/ml_composition.py --quick               # smoke run, tiny samples
+    .venv/bin/python benchmarks/ml_composition.py --quick --no-joint    # smoke run, tiny samples, no Fisher
 
 Samples (``analysis.ml.composition_data``): KM2A + WFCTA simulated together
 (``analysis.composition.simulate_sample``: H, He, CNO, Fe, log10(E/GeV) 5.5–6.5 E^−1, flux
@@ -19,11 +19,12 @@ training split's first events per mass (the Fisher's training sample), else the 
 cross-fitted on the comparison events (two halves per mass, each selected with the discriminant
 and cut trained on the other: ``fisher_selection``).
 
-Network Xmax input (``--xmax-input``): ``wfcta`` (default): the Xmax of the WFCTA-alone fit with
-the geometry of the KM2A fit (``method_configs()["wfcta"]``; ~0.25 s per event here against
-1–3 s for the joint fit, so it is run on every split); ``km2a``: the KM2A-alone fit's Xmax (no
-extra cost); ``none``. The joint fit is too slow here for a training sample of useful size, so
-the network never sees the joint fit's Xmax; the Fisher discriminant does.
+Network Xmax input (``--xmax-input``): ``km2a`` (default, the shipped model): the KM2A-alone
+fit's Xmax, available for every split at no extra cost; ``wfcta``: the Xmax of the WFCTA-alone
+fit with the geometry of the KM2A fit (``method_configs()["wfcta"]``, ~0.25 s per event, run on
+every split; not measured); ``none``. The joint fit is too slow here (1–3 s per event and ~20
+min of compilation on the shared 2-core machine) for a training sample of useful size, so the
+network never sees the joint fit's Xmax; the Fisher discriminant does.
 
 Selection: the network's cut (``p_light``) is the lowest threshold reaching 90% purity on the
 validation split; the Fisher's on its training events (as ``analysis.composition`` does with its
@@ -285,7 +286,7 @@ def main(argv=None):
     ap.add_argument("--n-joint-train", type=int, default=0,
                     help="joint fits per mass on the training split (Fisher training); 0: the "
                          "Fisher is cross-fitted on the joint-fitted test events (two halves)")
-    ap.add_argument("--xmax-input", default="wfcta", choices=("wfcta", "km2a", "none"))
+    ap.add_argument("--xmax-input", default="km2a", choices=("km2a", "wfcta", "none"))
     ap.add_argument("--stage", default="all", choices=("all", "joint"),
                     help="joint: only the joint fits (test, then the training subset) into the "
                          "cache, for a second process running beside the main one")
