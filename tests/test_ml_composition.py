@@ -165,3 +165,17 @@ def test_fisher_selection_cross_fitted_and_trained():
     chosen2, _, info2 = B.fisher_selection(test, 0.9, train_s=sample(100, 2))
     assert len(info2["folds"]) == 1 and info2["folds"][0]["n_train"] == 360
     assert chosen2[light].sum() / chosen2.sum() > 0.8
+
+
+def test_classify_event_features_without_wfcta():
+    """A KM2A-only event file: image features 0 (flag 0), the KM2A fit's Xmax where it
+    converged."""
+    rng = np.random.default_rng(3)
+    k = _km2a_cols(3, rng)
+    k["reco_xmax"] = np.array([600.0, 650.0, np.nan])
+    k["status"] = np.array([0, 1, 0])
+    f = CD.classify_event_features({"event_id": np.arange(3)}, k)
+    assert f.shape == (3, 14)
+    assert np.all(f[:, 6:12] == 0.0)
+    i = CD.COMPOSITION_EVENT_FEATURES.index("xmax_present")
+    np.testing.assert_allclose(f[:, i:i + 2], [[1, 6.0], [0, 0], [0, 0]], rtol=1e-6)

@@ -31,7 +31,7 @@ from analysis.ml.data import EVENT_FEATURES, event_features
 __all__ = ["COMPOSITION_EVENT_FEATURES", "IMAGE_FEATURES", "XMAX_FEATURES", "SPLIT_SEEDS",
            "image_features", "xmax_features", "composition_event_features",
            "wfcta_image_columns", "composition_sample", "simulate_split", "reconstruct_split",
-           "subset"]
+           "subset", "classify_event_features"]
 
 #: WFCTA image features (brightest telescope, at the KM2A fit's geometry)
 IMAGE_FEATURES = ("image_present", "log10_image_size", "hillas_length_deg", "hillas_width_deg",
@@ -139,6 +139,24 @@ def wfcta_image_columns(records, km2a_columns, setup=None, chunk=64) -> dict:
         obs = fn(fitted_showers(cols), pix, geos["wfcta"], resps["wfcta"])
         parts.append({k: np.asarray(v, np.float64)[:m] for k, v in obs.items()})
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def classify_event_features(records, km2a_columns, setup=None, xmax_from_km2a=True):
+    """(N, 14) event features of the shipped composition model for ``classify``: ``records``
+    read with the KM2A and WFCTA layouts (``joint.io.read_file(path, km2a=..., wfcta=...)``),
+    ``km2a_columns`` the reco columns of a KM2A-alone reconstruction (with observables). The
+    image features come from the records' WFCTA pixels at the KM2A fit
+    (:func:`wfcta_image_columns`; all 0, flag 0, when the records have no ``wfcta_pe``), the Xmax
+    from the KM2A fit (present where ``status`` == 0), as the model was trained."""
+    n = len(np.asarray(km2a_columns["status"]))
+    img = None
+    if "wfcta_pe" in records:
+        img = wfcta_image_columns(records, km2a_columns, setup)
+    x = np.asarray(km2a_columns["reco_xmax"], np.float64) if xmax_from_km2a else None
+    present = (np.asarray(km2a_columns["status"]) == 0) if xmax_from_km2a else None
+    f = composition_event_features(km2a_columns, img, x, present)
+    assert f.shape[0] == n
+    return f
 
 
 def composition_sample(records, km2a_columns, image_columns=None, xmax=None, xmax_present=None,
