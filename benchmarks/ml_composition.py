@@ -55,10 +55,21 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 TARGET = "1 − ε_net ≤ 0.5 (1 − ε_Fisher)"
 
 
+#: files whose change makes new cached samples (beside ``ml_gamma_hadron.SIM_SOURCES``)
+CACHE_SOURCES = ("analysis/composition.py", "analysis/observables.py", "analysis/hillas.py",
+                 "detectors/wfcta.py", "analysis/ml/composition_data.py")
+
+
 def _cache_key(split, n, seed):
+    import hashlib
+
     from ml_gamma_hadron import sim_hash
 
-    return f"comp_{split}_n{n}_s{seed}_{sim_hash()}"
+    h = hashlib.sha1(sim_hash().encode())
+    for f in CACHE_SOURCES:
+        if (ROOT / f).exists():
+            h.update((ROOT / f).read_bytes())
+    return f"comp_{split}_n{n}_s{seed}_{h.hexdigest()[:10]}"
 
 
 def build_split(split, n_per_mass, cache: Path, log, setup, fit_wfcta=False):
