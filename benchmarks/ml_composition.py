@@ -294,7 +294,7 @@ def main(argv=None):
     ap.add_argument("--n-test", type=int, default=125)
     ap.add_argument("--n-joint-test", type=int, default=60,
                     help="joint fits per mass on the test split: the events of the comparison")
-    ap.add_argument("--n-joint-train", type=int, default=0,
+    ap.add_argument("--n-joint-train", type=int, default=40,
                     help="joint fits per mass on the training split (Fisher training); 0: the "
                          "Fisher is cross-fitted on the joint-fitted test events (two halves)")
     ap.add_argument("--xmax-input", default="km2a", choices=("km2a", "wfcta", "none"))
