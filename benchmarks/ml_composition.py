@@ -527,7 +527,9 @@ def main(argv=None):
             "seeds": "analysis.ml.composition_data.SPLIT_SEEDS (+ mass index)",
             "n_per_mass": res["n_per_mass"], "sim_hash": sim_hash(),
             "event_features": list(COMPOSITION_EVENT_FEATURES),
-            "event_features_function": "analysis.ml.composition_data.composition_event_features",
+            "event_features_function": "analysis.ml.composition_data.classify_event_features "
+                                       "(records read with KM2A+WFCTA layouts, KM2A-alone reco "
+                                       "columns) -> composition_event_features",
             "xmax_input": a.xmax_input + {
                 "km2a": " (KM2A-alone fit's Xmax, flag 1 where it converged)",
                 "wfcta": " (WFCTA-alone fit's Xmax, geometry of the KM2A fit, analysis."
