@@ -66,7 +66,17 @@ def classify_columns(records, columns, layout="full", models=None) -> dict:
     out = {}
     for task, path in models.items():
         tm = load_model(path)
-        ev, _ = tm(sample["points"], sample["mask"], sample["event"])
+        event = sample["event"]
+        if tm.card["config"]["n_event"] != event.shape[1]:
+            # the composition model: KM2A fit + WFCTA image at the KM2A geometry + the KM2A Xmax
+            # (docs/ml_composition.md); no WFCTA data gives image features 0 with flag 0
+            from analysis.ml.composition_data import classify_event_features
+
+            event = classify_event_features(records, columns)
+            if event.shape[1] != tm.card["config"]["n_event"]:
+                raise ClassifyError(f"model {path}: expects {tm.card['config']['n_event']} "
+                                    f"event features, this input gives {event.shape[1]}")
+        ev, _ = tm(sample["points"], sample["mask"], event)
         p = 1.0 / (1.0 + np.exp(-ev[:, 0].astype(np.float64)))
         if task == "gamma_hadron":
             out["gammaness"] = np.where(ok, p, np.nan)
@@ -152,7 +162,12 @@ def classify_files(events, reco, output, models=None, layout="full", hit_model=N
         if need not in cols:
             raise ClassifyError(f"{reco}: tree 'reco' has no column {need!r} (a KM2A "
                                 "reconstruction with observables is needed)")
-    records = read_file(events, km2a=lay)
+    wfcta = None
+    if "composition" in models:
+        from detectors.layout import wfcta_layout
+
+        wfcta = wfcta_layout()
+    records = read_file(events, km2a=lay, wfcta=wfcta)
     n = len(records["event_id"])
     if len(cols["event_id"]) != n:
         raise ClassifyError(f"{reco}: {len(cols['event_id'])} entries, {events} has {n}: not "
