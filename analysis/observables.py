@@ -28,7 +28,7 @@ from detectors.layout import camera_pixel_xy
 from detectors.shower import shower_plane_coordinates
 from joint.traced import disk_jit
 
-__all__ = ["observables", "OBSERVABLES", "km2a_observables", "wcda_observables",
+__all__ = ["observables", "OBSERVABLES", "km2a_observables", "wcda_observables", "wfcta_observables_fn",
            "wfcta_observables", "core_quality", "WCDA_TIME_WINDOW", "REFERENCE_PE_PER_MUON",
            "WFCTA_PICTURE_PE", "WFCTA_BOUNDARY_PE", "MAIN_ARRAY_RADIUS_M", "CORE_GAP_INSIDE_M"]
 
@@ -199,6 +199,12 @@ def _wfcta_observables_fn(n_side):
     neighbors = jnp.asarray(neighbor_matrix(camera_pixel_xy()))
     return disk_jit(jax.vmap(lambda s, p, g, r: wfcta_observables(s, p, g, r, neighbors),
                              in_axes=(0, 0, None, None)), "obs_wfcta", repr(n_side))
+
+
+def wfcta_observables_fn(n_side):
+    """The batched, jitted :func:`wfcta_observables` (vmapped over events; cached per camera
+    size): ``fn(showers, pixels, geometry, response)`` → per-event observables."""
+    return _wfcta_observables_fn(n_side)
 
 
 @lru_cache(maxsize=16)

@@ -113,13 +113,13 @@ def wfcta_image_columns(records, km2a_columns, setup=None, chunk=64) -> dict:
     import jax
 
     from analysis.ml.points import fitted_showers
-    from analysis.observables import _wfcta_observables_fn
+    from analysis.observables import wfcta_observables_fn
     from joint.config import detector_setup
     from joint.io.schema import to_event_batch
 
     lays, geos, resps = setup or detector_setup(("km2a", "wfcta"))
     n = len(records["event_id"])
-    fn = _wfcta_observables_fn(geos["wfcta"].col_x.shape[0])
+    fn = wfcta_observables_fn(geos["wfcta"].col_x.shape[0])
     parts = []
     keys = ("reco_core_x", "reco_core_y", "reco_zenith", "reco_azimuth", "reco_log10_energy",
             "reco_xmax", "reco_log_muon_scale", "reco_t0")

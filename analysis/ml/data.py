@@ -185,7 +185,6 @@ def simulate_km2a(primary, n_events, seed, log10_energy_range=(4.0, 6.0), zenith
     from joint.config import ReconstructionConfig
     from joint.io.schema import to_event_batch
     from joint.simulation import simulate_records
-    from lhaaso_joint.api import reconstruct_records
 
     lay = km2a_layout(layout)
     kw = dict(sim_kwargs)
@@ -198,7 +197,7 @@ def simulate_km2a(primary, n_events, seed, log10_energy_range=(4.0, 6.0), zenith
     geo = km2a.Geometry.from_layout(lay)
     cfg = ReconstructionConfig(hypothesis="gamma", detectors=("km2a",))
     batch = to_event_batch(rec, km2a=lay, as_jax=False)
-    cols = reconstruct_records(batch, {"km2a": geo}, {"km2a": km2a.Response.nominal(geo)}, cfg,
+    cols = _reconstruct(batch, {"km2a": geo}, {"km2a": km2a.Response.nominal(geo)}, cfg,
                                batch_size=batch_size)
     s = km2a_sample(rec, cols, lay, progress=progress)
     s["label"] = np.full(len(s["status"]), 1 if primary == "gamma" else 0, np.int8)
@@ -217,7 +216,6 @@ def simulate_wcda(primary, n_events, seed, log10_energy_range=(3.0, 4.0), zenith
     from joint.config import ReconstructionConfig
     from joint.io.schema import to_event_batch
     from joint.simulation import simulate_records
-    from lhaaso_joint.api import reconstruct_records
 
     lay = wcda_layout()
     rec, _ = simulate_records(n_events, primary=primary, detectors=("wcda",),
@@ -227,13 +225,22 @@ def simulate_wcda(primary, n_events, seed, log10_energy_range=(3.0, 4.0), zenith
     geo = wcda.Geometry.from_layout(lay)
     cfg = ReconstructionConfig(hypothesis="gamma", detectors=("wcda",))
     batch = to_event_batch(rec, wcda=lay, as_jax=False)
-    cols = reconstruct_records(batch, {"wcda": geo}, {"wcda": wcda.Response.nominal(geo)}, cfg,
+    cols = _reconstruct(batch, {"wcda": geo}, {"wcda": wcda.Response.nominal(geo)}, cfg,
                                batch_size=batch_size)
     s = wcda_sample(rec, cols, lay)
     s["label"] = np.full(len(s["status"]), 1 if primary == "gamma" else 0, np.int8)
     s["weight"] = flux_weight(rec["true_log10_energy"], SIM_INDEX,
                               FLUX_INDEX.get(primary, FLUX_INDEX["proton"]))
     return s
+
+
+def _reconstruct(batch, geometry, response, cfg, batch_size=256):
+    """``joint.pipeline.reconstruct_records`` with the observables of ``analysis.observables``
+    (what ``lhaaso_joint.api.reconstruct_records`` does; analysis does not import the API layer)."""
+    from analysis.observables import observables
+    from joint.pipeline import reconstruct_records
+
+    return reconstruct_records(batch, geometry, response, cfg, batch_size, observables)
 
 
 def save_sample(path, sample) -> None:

@@ -199,7 +199,7 @@ def _flat(state):
 def save(tm: TrainedModel, path, overwrite=False) -> Path:
     """Write ``path``.npz (parameters) and ``path``.json (model card); refuses to overwrite
     unless ``overwrite``."""
-    import lhaaso_joint
+    from importlib.metadata import PackageNotFoundError, version
 
     path = Path(path).with_suffix("")
     npz, card = path.with_suffix(".npz"), path.with_suffix(".json")
@@ -209,7 +209,10 @@ def save(tm: TrainedModel, path, overwrite=False) -> Path:
     np.savez_compressed(npz, **_flat(nnx.state(tm.model, nnx.Param)))
     c = dict(tm.card)
     c["event_standardiser"] = tm.standardiser.to_dict()
-    c["lhaaso_joint_version"] = getattr(lhaaso_joint, "__version__", "0.1.0")
+    try:
+        c["lhaaso_joint_version"] = version("lhaaso-joint")
+    except PackageNotFoundError:
+        c["lhaaso_joint_version"] = "unknown (not installed)"
     c["weights_file"] = npz.name
     tmp = card.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(c, indent=1, default=float))
