@@ -80,6 +80,16 @@ def _labels_to_points(labels, ids_to_index, channel, kind, n_ch):
     return out
 
 
+def _chunks(records, columns, chunk):
+    """(slice, records, reco_* columns) of consecutive chunks of ``chunk`` events."""
+    n = len(records["event_id"])
+    reco = [k for k in columns if k.startswith("reco_")]
+    for s in range(0, n, chunk):
+        sl = slice(s, min(n, s + chunk))
+        yield (sl, {k: v[sl] for k, v in records.items()},
+               {k: np.asarray(columns[k])[sl] for k in reco})
+
+
 def km2a_sample(records, columns, layout, n_ed=160, n_md=32, chunk=512, progress=None) -> dict:
     """Point clouds and event features of reconstructed KM2A events.
 
@@ -91,16 +101,9 @@ def km2a_sample(records, columns, layout, n_ed=160, n_md=32, chunk=512, progress
 
     geo = km2a.Geometry.from_layout(layout)
     resp = km2a.Response.nominal(geo)
-    n = len(records["event_id"])
     parts = []
-    for s in range(0, n, chunk):
-        sl = slice(s, min(n, s + chunk))
-        rec = {k: v[sl] for k, v in records.items()}
+    for sl, rec, cols in _chunks(records, columns, chunk):
         batch = to_event_batch(rec, km2a=layout, as_jax=False)
-        cols = {k: np.asarray(columns[k])[sl] for k in ("reco_core_x", "reco_core_y",
-                                                       "reco_zenith", "reco_azimuth",
-                                                       "reco_log10_energy", "reco_xmax",
-                                                       "reco_log_muon_scale", "reco_t0")}
         pc = km2a_points_batch(fitted_showers(cols), batch.blocks["km2a_ed"],
                                batch.blocks["km2a_md"], geo, resp, n_ed, n_md)
         labels = [None, None]
@@ -139,13 +142,9 @@ def wcda_sample(records, columns, layout, n_points=256, chunk=512) -> dict:
 
     geo = wcda.Geometry.from_layout(layout)
     resp = wcda.Response.nominal(geo)
-    n = len(records["event_id"])
     parts = []
-    for s in range(0, n, chunk):
-        sl = slice(s, min(n, s + chunk))
-        rec = {k: v[sl] for k, v in records.items()}
+    for _, rec, cols in _chunks(records, columns, chunk):
         batch = to_event_batch(rec, wcda=layout, as_jax=False)
-        cols = {k: np.asarray(columns[k])[sl] for k in columns if k.startswith("reco_")}
         pc = wcda_points_batch(fitted_showers(cols), batch.blocks["wcda"], geo, resp, n_points)
         parts.append(dict(points=pc.points, mask=pc.mask, channel=pc.channel, kind=pc.kind,
                           hit_label=np.full(pc.channel.shape, -1, np.int8)))
