@@ -259,8 +259,11 @@ def simulate_records(n_events, primary="proton", detectors=("km2a",), log10_ener
                 for b in names:
                     blocks[b] = blocks[b]._replace(hit=np.asarray(blocks[b].hit) & trig[d][:, None])
         any_trig = np.logical_or.reduce([trig[d] for d in detectors])
-        thrown += chunk
         sel = np.nonzero(any_trig)[0][: n_events - n_kept]
+        # thrown: only up to the last kept event of the chunk that completes the sample (the
+        # primaries after it were never "thrown"), so that n_thrown is exact for effective areas
+        full = n_kept + sel.size < n_events or sel.size == 0
+        thrown += chunk if full else int(sel[-1]) + 1
         if sel.size:
             take = lambda b: jax.tree_util.tree_map(lambda a: np.asarray(a)[sel], b)
             kept.append(({k: v[sel] for k, v in truth.items()},

@@ -616,6 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_demo)
     from calib.cli import add_parser as add_calibrate_parser
     add_calibrate_parser(sub)
+    from lhaaso_joint.cli_irf import add_parsers as add_irf_parsers
+    add_irf_parsers(sub)
     return p
 
 
