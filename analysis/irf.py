@@ -495,8 +495,8 @@ def sensitivity_curve(type_responses, spectrum, e_edges_tev, time_s, alpha=0.2,
     """Point-source sensitivity: per reco-energy bin, the factor by which ``spectrum`` must be
     scaled to give ``min_significance`` (Li & Ma 1983 eq. 17, on/off ratio ``alpha``, as
     ``pyirf.sensitivity``) combining the event types of ``type_responses`` (a list of
-    TransitResponse: their Li & Ma TS add), with ≥ ``min_signal`` photons and a signal ≥ 5% of
-    the background. Returns (scale per bin, a dict of per-type signal and background)."""
+    TransitResponse: their Li & Ma TS add, each type only where its signal is ≥ 5% of its
+    background, a systematics floor), with ≥ ``min_signal`` photons. Returns (scale per bin, a dict of per-type signal and background)."""
     from pyirf.statistics import li_ma_significance
 
     counts = [_type_counts(r, spectrum, e_edges_tev, time_s) for r in type_responses]
@@ -507,14 +507,17 @@ def sensitivity_curve(type_responses, spectrum, e_edges_tev, time_s, alpha=0.2,
         s, b = sig[:, j], bkg[:, j]
         if s.sum() <= 0:
             continue
+        # a type counts only where its excess is ≥ the background-systematics floor
+        k_floor = np.where(s > 0, min_excess_over_background * b / np.where(s > 0, s, 1), np.inf)
 
         def ts(k):
-            n_off = b / alpha
-            n_on = k * s + b
-            z = li_ma_significance(n_on, n_off, alpha)
-            return float(np.sum(np.where(s > 0, z, 0.0) ** 2))
+            use = (s > 0) & (k >= k_floor)
+            if not use.any():
+                return 0.0
+            z = li_ma_significance(k * s[use] + b[use], b[use] / alpha, alpha)
+            return float(np.sum(z ** 2))
 
-        lo, hi = 1e-6, 1e6
+        lo, hi = 1e-8, 1e8
         for _ in range(200):
             mid = np.sqrt(lo * hi)
             if ts(mid) >= min_significance ** 2:
@@ -523,7 +526,5 @@ def sensitivity_curve(type_responses, spectrum, e_edges_tev, time_s, alpha=0.2,
                 lo = mid
             if hi / lo < 1.0001:
                 break
-        k = hi
-        k = max(k, min_signal / s.sum(), min_excess_over_background * b.sum() / s.sum())
-        scale[j] = k
+        scale[j] = max(hi, min_signal / s.sum())
     return scale, {"signal": sig, "background": bkg, "r68_deg": [c[2] for c in counts]}

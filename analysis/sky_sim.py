@@ -251,7 +251,13 @@ def simulate_sky(sources, libraries, mjd_start, n_days, roi, step_s=120.0, seed=
                     ww = w_p[members[j]]
                     kk[m] = rng.choice(members[j], m.sum(), p=ww / ww.sum())
             t = times[step[keep]] + rng.uniform(0, step_s, keep.sum()) / 86400.0
-            rz, razi = from_icrs(cra[keep], cdec[keep], t)
+            # local direction columns of the cosmic rays from the hour angle (J2000 RA/Dec, no
+            # precession: ~0.3° off; the analysis uses their RA/Dec, drawn exactly, not these)
+            hk, dk = h[keep], np.radians(cdec[keep])
+            rz = np.arccos(np.clip(cz[keep], -1, 1))
+            az_n = np.arctan2(-np.cos(dk) * np.sin(hk),
+                              np.sin(dk) * np.cos(lat) - np.cos(dk) * np.sin(lat) * np.cos(hk))
+            razi = np.mod(np.pi / 2 - az_n, 2 * np.pi)     # array frame, rotation 0 (joint.sky)
             cols = _event_columns(lib_p, kk, t, rz, razi, -1, cra[keep], cdec[keep])
             cols["ra"], cols["dec"] = cra[keep], cdec[keep]
             parts.append(cols)
