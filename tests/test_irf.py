@@ -26,7 +26,7 @@ def toy(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("irf")
     g, p = toy_library("km2a", "gamma", seed=1), toy_library("km2a", "proton", seed=2,
-                                                             n_thrown=200000)
+                                                             n_thrown=120000)
     irfs = build_irfs(g, p, "km2a")
     irf_path = str(d / "irf_km2a.fits")
     irfs.write(irf_path)
