@@ -48,7 +48,7 @@ import numpy as np
 __all__ = ["IRFError", "IRFSet", "build_irfs", "EVENT_TYPE_EDGES", "ZENITH_EDGES_DEG",
            "GH_EFFICIENCY", "CR_FLUX", "event_type_of", "transit_fractions", "transit_response",
            "passes_gh_cut", "TransitResponse", "SIDEREAL_DAY_S", "angular_distance_deg",
-           "energy_edges_tev", "JOINT_KM2A_FROM_TEV", "sensitivity_curve", "combine_types",
+           "energy_edges_tev", "JOINT_KM2A_FROM_TEV", "sensitivity_curve",
            "MIN_EVENTS_AEFF", "MIN_EVENTS_PSF", "MIN_EVENTS_CUT", "gh_thresholds", "GH_EDGES"]
 
 
@@ -99,12 +99,12 @@ def _check_library(lib, detector, primary, name="library"):
         raise IRFError(f"{name}: field 'detector' is {lib['detector']!r}, expected {detector!r}")
     if str(lib["primary"]) != primary:
         raise IRFError(f"{name}: field 'primary' is {lib['primary']!r}, expected {primary!r}")
-    for k in ("true_log10_energy", "reco_log10_energy", "true_zenith"):
-        bad = np.nonzero(~np.isfinite(lib[k]) & (lib["quality"] == 1))[0]
-        if k == "true_log10_energy" or k == "true_zenith":
-            bad = np.nonzero(~np.isfinite(lib[k]))[0]
-        if bad.size:
-            raise IRFError(f"{name}: field {k!r}: entry {int(bad[0])} is not finite")
+    quality = lib["quality"] == 1
+    for k, must in (("true_log10_energy", None), ("true_zenith", None),
+                    ("reco_log10_energy", quality)):
+        bad = ~np.isfinite(lib[k]) if must is None else ~np.isfinite(lib[k]) & must
+        if bad.any():
+            raise IRFError(f"{name}: field {k!r}: entry {int(np.argmax(bad))} is not finite")
     if int(lib["n_thrown"]) < len(lib["true_log10_energy"]):
         raise IRFError(f"{name}: field 'n_thrown' ({int(lib['n_thrown'])}) is below the number "
                        f"of events ({len(lib['true_log10_energy'])})")
@@ -450,11 +450,6 @@ def transit_response(irfs: IRFSet, event_type, dec_deg, max_offset_deg=6.0) -> T
 
 
 # -- sensitivity --------------------------------------------------------------------------------
-
-def combine_types(responses):
-    """Flatten {name: [TransitResponse per type]} into a list of (name, type, response)."""
-    return [(k, t, r) for k, rs in responses.items() for t, r in enumerate(rs)]
-
 
 def _type_counts(resp, spectrum, e_edges_tev, time_s, containment=0.68):
     """Per reconstructed-energy bin: expected photons within the 68% PSF radius (at the bin's
